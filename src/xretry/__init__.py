@@ -1,0 +1,65 @@
+"""xretry: resilient retry middleware for the xAI API (and any OpenAI-style HTTP API).
+
+One policy, one pure classifier, tenacity for the waiting; three ways in (the transport is here
+today, the decorator and the deferred-completion poller build on the same core)::
+
+    import httpx, xretry
+
+    client = httpx.Client(base_url="https://api.x.ai/v1", transport=xretry.RetryTransport())
+    response = client.post("/chat/completions", json={...})   # 429s and 5xx retried
+    xretry.raise_for_status(response)                          # typed error with a hint
+"""
+
+from ._classify import Decision, Verdict, classify
+from ._core import AttemptRecord, RetryHistory
+from ._errors import (
+    APIStatusError,
+    AuthenticationError,
+    BadRequestError,
+    InvalidAPIKeyError,
+    MethodNotAllowedError,
+    NotFoundError,
+    PermissionDeniedError,
+    QuotaExhaustedError,
+    RateLimitError,
+    ServerError,
+    UnprocessableEntityError,
+    UnsupportedMediaTypeError,
+    XRetryError,
+    araise_for_status,
+    raise_for_status,
+)
+from ._hooks import RetryEvent, RetryHook
+from ._policy import RetryPolicy
+from ._transport import AsyncRetryTransport, RetryTransport
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "APIStatusError",
+    "AsyncRetryTransport",
+    "AttemptRecord",
+    "AuthenticationError",
+    "BadRequestError",
+    "Decision",
+    "InvalidAPIKeyError",
+    "MethodNotAllowedError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "QuotaExhaustedError",
+    "RateLimitError",
+    "RetryEvent",
+    "RetryHistory",
+    "RetryHook",
+    "RetryPolicy",
+    "RetryTransport",
+    "ServerError",
+    "UnprocessableEntityError",
+    "UnsupportedMediaTypeError",
+    "Verdict",
+    "XRetryError",
+    "__version__",
+    "araise_for_status",
+    "classify",
+    "raise_for_status",
+]

@@ -1,0 +1,257 @@
+"""The pure classifier: what one outcome (a response or an exception) means for the caller.
+
+``classify`` does no I/O, never sleeps and never raises on what a server sends. It is the single
+place that knows the xAI status table (``shared/seed/xai-debugging-errors.txt``): every entry point,
+sync or async, transport or decorator, asks it and does what the verdict says.
+
+=========  ==============================================================================
+verdict    meaning
+=========  ==============================================================================
+SUCCESS    hand the response over (2xx, 3xx; a 202 anywhere but the deferred endpoint)
+RETRY      transient: wait (``delay`` if the server named one, else backoff) and go again
+POLL       the deferred completion is not ready yet: ask again on the polling schedule
+FATAL      retrying cannot help: hand the response over, or re-raise the exception
+=========  ==============================================================================
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+from ._headers import parse_should_retry, retry_hint
+from ._policy import RetryPolicy
+
+__all__ = [
+    "Decision",
+    "Verdict",
+    "classify",
+    "classify_exception",
+    "classify_response",
+    "is_deferred_poll",
+    "is_quota_exhausted",
+    "needs_body",
+    "status_text",
+]
+
+_DEFAULT_POLICY = RetryPolicy()
+
+
+class Verdict(enum.Enum):
+    """What to do with an outcome. See the module docstring for the table."""
+
+    SUCCESS = "success"
+    RETRY = "retry"
+    POLL = "poll"
+    FATAL = "fatal"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """A verdict, a reason for humans, and the server's requested wait (seconds) if any."""
+
+    verdict: Verdict
+    reason: str
+    delay: float | None = None
+
+
+#: The deferred-completion poll endpoint, under any base path (``/v1`` or a proxy's prefix).
+_DEFERRED_PATH = re.compile(r"/chat/deferred-completion/[^/]+/?$")
+
+#: A 429 that means "out of money", not "slow down": xAI's "used all available credits or reached
+#: its monthly spending limit", and OpenAI's ``insufficient_quota``. Retrying only burns time.
+_QUOTA_BODY = re.compile(
+    rb"credits|spending limit|insufficient_quota|exceeded your current quota", re.IGNORECASE
+)
+
+#: Only this many bytes of a 429 body are searched: the phrase sits near the start.
+_QUOTA_SCAN = 4096
+
+
+def is_deferred_poll(method: str, path: str) -> bool:
+    """True for ``GET .../chat/deferred-completion/{request_id}``, the read-once poll endpoint."""
+    return method == "GET" and _DEFERRED_PATH.search(path) is not None
+
+
+def is_quota_exhausted(status_code: int, body: bytes | None) -> bool:
+    """True for a 429 whose body says the team's credits or spending limit are exhausted."""
+    return status_code == 429 and body is not None and bool(_QUOTA_BODY.search(body[:_QUOTA_SCAN]))
+
+
+def needs_body(status_code: int) -> bool:
+    """Whether :func:`classify_response` reads the body for this status (only 429 does)."""
+    return status_code == 429
+
+
+def status_text(status: int) -> str:
+    """``"429 Too Many Requests"``; just the number for a status without a standard phrase."""
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return str(status)
+
+
+def classify_response(
+    method: str,
+    path: str,
+    status_code: int,
+    headers: Mapping[str, str],
+    body: bytes | None = None,
+    *,
+    policy: RetryPolicy = _DEFAULT_POLICY,
+    now: float | None = None,
+    replayable: bool = True,
+) -> Decision:
+    """Classify a response from its parts. ``now`` is wall-clock time for HTTP-date hints.
+
+    ``body`` matters only for a 429 (see :func:`needs_body`); ``replayable=False`` (a one-shot
+    streaming request body) turns RETRY into FATAL, since the body cannot be sent again.
+    """
+    status = status_code
+    if status < 400:
+        if status == 202 and is_deferred_poll(method, path):
+            hint = _hint(headers, policy, now)
+            return Decision(Verdict.POLL, "202 Accepted: deferred completion not ready yet", hint)
+        return Decision(Verdict.SUCCESS, status_text(status))
+
+    text = status_text(status)
+    should_retry = parse_should_retry(headers.get("x-should-retry"))
+    if is_quota_exhausted(status, body):
+        return Decision(Verdict.FATAL, f"{text}: credits or spending limit exhausted")
+    if should_retry is False:
+        return Decision(Verdict.FATAL, f"{text}: server sent x-should-retry: false")
+    if should_retry is None and status not in policy.retry_statuses:
+        return Decision(Verdict.FATAL, f"{text}: not retryable")
+    if not replayable:
+        return Decision(Verdict.FATAL, f"{text}: request body is a one-shot stream, not replayable")
+    reason = f"{text}: server sent x-should-retry: true" if should_retry else text
+    return Decision(Verdict.RETRY, reason, _hint(headers, policy, now))
+
+
+def _hint(headers: Mapping[str, str], policy: RetryPolicy, now: float | None) -> float | None:
+    if not policy.respect_retry_after:
+        return None
+    return retry_hint(headers, now=time.time() if now is None else now)
+
+
+#: Transport failures by class name, for httpx, httpx2 and httpcore alike (they share the names),
+#: searched along the exception's MRO so the most specific known class wins.
+#: "unsent": the request never fully left, always safe to retry. "sent": the server may have acted.
+_FAILURES: dict[str, str] = {
+    # Never sent (or not completely): connect, pool, proxy handshake, body upload.
+    "ConnectError": "unsent",
+    "ConnectTimeout": "unsent",
+    "PoolTimeout": "unsent",
+    "ProxyError": "unsent",
+    "WriteError": "unsent",
+    "WriteTimeout": "unsent",
+    "ConnectionRefusedError": "unsent",
+    # Sent, answer lost: the server may have done (and billed) the work.
+    "ReadTimeout": "sent",
+    "ReadError": "sent",
+    "RemoteProtocolError": "sent",
+    "CloseError": "sent",
+    "NetworkError": "sent",
+    "TimeoutException": "sent",
+    "ConnectionError": "sent",
+    "TimeoutError": "sent",
+    # Our side is wrong: retrying sends the same wrong thing.
+    "LocalProtocolError": "fatal",
+    "UnsupportedProtocol": "fatal",
+    "ProtocolError": "sent",
+}
+
+
+def classify_exception(
+    exc: BaseException,
+    *,
+    method: str = "GET",
+    policy: RetryPolicy = _DEFAULT_POLICY,
+    replayable: bool = True,
+) -> Decision:
+    """Classify an exception raised while sending ``method``.
+
+    Connection failures before the request was sent are retried for every method. Failures after
+    it may have reached the server are retried only for ``policy.idempotent_methods`` (POST is not
+    among them by default: it is a billed generation). Anything that is not a transport failure is
+    FATAL: it is a bug or a caller error, and retrying would repeat it.
+    """
+    name = type(exc).__name__
+    kind = "fatal"
+    for cls in type(exc).__mro__:
+        found = _FAILURES.get(cls.__name__)
+        if found is not None:
+            kind = found
+            break
+    if kind == "fatal":
+        return Decision(Verdict.FATAL, f"{name}: not a transient transport failure")
+    if not replayable:
+        return Decision(Verdict.FATAL, f"{name}: request body is a one-shot stream, not replayable")
+    if kind == "unsent":
+        return Decision(Verdict.RETRY, f"{name}: request not sent")
+    if method.upper() in policy.idempotent_methods:
+        return Decision(Verdict.RETRY, f"{name}: {method} is idempotent")
+    return Decision(
+        Verdict.FATAL,
+        f"{name}: {method} may have reached the server; not resent "
+        "(add it to RetryPolicy.idempotent_methods to allow)",
+    )
+
+
+def classify(
+    outcome: Any,
+    *,
+    policy: RetryPolicy | None = None,
+    method: str | None = None,
+    now: float | None = None,
+) -> Decision:
+    """Classify a response (httpx or httpx2) or an exception.
+
+    For a response, the method and path come from ``response.request`` and the body is used only if
+    it was already read; ``method`` overrides or supplies the method (needed for exceptions that
+    carry no request).
+
+    Example::
+
+        decision = xretry.classify(response)
+        if decision.verdict is xretry.Verdict.RETRY:
+            ...
+    """
+    policy = _DEFAULT_POLICY if policy is None else policy
+    if isinstance(outcome, BaseException):
+        request = _request_of(outcome)
+        verb = method or (request.method if request is not None else "GET")
+        return classify_exception(outcome, method=verb, policy=policy)
+    request = _request_of(outcome)
+    verb = method or (request.method if request is not None else "GET")
+    path = request.url.path if request is not None else ""
+    return classify_response(
+        verb,
+        path,
+        outcome.status_code,
+        outcome.headers,
+        _body_if_read(outcome),
+        policy=policy,
+        now=now,
+    )
+
+
+def _request_of(outcome: Any) -> Any:
+    """``outcome.request`` without tripping httpx's "no request set" RuntimeError."""
+    try:
+        return outcome.request
+    except (AttributeError, RuntimeError):
+        return None
+
+
+def _body_if_read(response: Any) -> bytes | None:
+    try:
+        content = response.content
+    except Exception:  # httpx.ResponseNotRead, or its httpx2 twin
+        return None
+    return content if isinstance(content, bytes) else None

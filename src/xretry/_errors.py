@@ -1,0 +1,395 @@
+"""Typed errors that say what happened and what to do about it.
+
+::
+
+    XRetryError
+     └── APIStatusError                  status_code, code, message, hint, response
+          ├── BadRequestError             400 (bad argument, or a wrong API key)
+          │    └── InvalidAPIKeyError      400 whose body says the key is wrong
+          ├── AuthenticationError         401
+          ├── PermissionDeniedError       403
+          ├── NotFoundError               404
+          ├── MethodNotAllowedError       405
+          ├── UnsupportedMediaTypeError   415
+          ├── UnprocessableEntityError    422
+          ├── RateLimitError              429 (rate limited; retryable)
+          ├── QuotaExhaustedError         429 for spent credits (never retried)
+          └── ServerError                 5xx
+
+Each ``hint`` is the solution column of xAI's status table. Messages, reprs and notes are built
+from the response with the request's API key masked out, whatever the server echoed back.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ._classify import is_quota_exhausted
+from ._classify import status_text as _status_text
+
+__all__ = [
+    "APIStatusError",
+    "AuthenticationError",
+    "BadRequestError",
+    "InvalidAPIKeyError",
+    "MethodNotAllowedError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "QuotaExhaustedError",
+    "RateLimitError",
+    "ServerError",
+    "UnprocessableEntityError",
+    "UnsupportedMediaTypeError",
+    "XRetryError",
+    "araise_for_status",
+    "display_url",
+    "error_for_response",
+    "raise_for_status",
+    "redact",
+    "request_secrets",
+]
+
+STATUS_PAGE = "https://status.x.ai"
+
+#: Longest message kept from a body: enough for any real error text, bounded for HTML pages.
+_MAX_MESSAGE = 500
+
+
+class XRetryError(Exception):
+    """Base class of every error xretry raises."""
+
+
+class APIStatusError(XRetryError):
+    """A non-success response, with the body's ``code`` and ``message`` and a ``hint`` for the fix.
+
+    ``response`` is the httpx (or httpx2) response; ``request_id`` is the server's ``x-request-id``
+    when it sent one (quote it to support).
+    """
+
+    status_code: int
+    #: Solution column of xAI's status table for this status.
+    default_hint: str = "Check the request against the API reference."
+
+    def __init__(
+        self,
+        *,
+        status_code: int,
+        message: str,
+        code: str | None = None,
+        hint: str | None = None,
+        response: Any = None,
+        method: str | None = None,
+        url: str | None = None,
+        attempts: int | None = None,
+    ) -> None:
+        self.status_code = status_code
+        self.message = message
+        self.code = code
+        self.hint = hint if hint is not None else self.default_hint
+        self.response = response
+        self.method = method
+        self.url = url
+        self.attempts = attempts
+        self.request_id = _header(response, "x-request-id")
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        head = _status_text(self.status_code)
+        if self.method and self.url:
+            head += f" from {self.method} {self.url}"
+        if self.attempts and self.attempts > 1:
+            head += f" after {self.attempts} attempts"
+        text = f"{head}: {self.message}"
+        if self.code:
+            text += f" (code: {self.code})"
+        return f"{text}\nHint: {self.hint}"
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(status_code={self.status_code}, code={self.code!r}, "
+            f"message={self.message!r})"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.status_code, self.message, self.code, self.hint))
+
+
+def _rebuild(
+    cls: type[APIStatusError], status_code: int, message: str, code: str | None, hint: str
+) -> APIStatusError:
+    return cls(status_code=status_code, message=message, code=code, hint=hint)
+
+
+class BadRequestError(APIStatusError):
+    """400: an invalid argument in the body or URL (or, on xAI, a wrong API key)."""
+
+    status_code = 400
+    default_hint = "Check your request body or request URL."
+
+
+class InvalidAPIKeyError(BadRequestError):
+    """400 whose body says the API key is wrong: xAI answers a bad key with 400, not 401."""
+
+    default_hint = (
+        "The API key was rejected: check the key in XAI_API_KEY (no quotes or whitespace); "
+        "you can create a new key on xAI Console (https://console.x.ai)."
+    )
+
+
+class AuthenticationError(APIStatusError):
+    """401: no Authorization header, or a malformed token."""
+
+    status_code = 401
+    default_hint = (
+        "Supply an 'Authorization: Bearer <XAI_API_KEY>' header. "
+        "You can get a new API key on xAI Console (https://console.x.ai)."
+    )
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: the key or team lacks permission for this action, or is blocked."""
+
+    status_code = 403
+    default_hint = "Ask your team admin for permission."
+
+
+class NotFoundError(APIStatusError):
+    """404: an unknown model in the body, or a misspelled endpoint URL."""
+
+    status_code = 404
+    default_hint = "Check your request body and endpoint URL against the API Reference."
+
+
+class MethodNotAllowedError(APIStatusError):
+    """405: e.g. a POST to an endpoint that only supports GET."""
+
+    status_code = 405
+    default_hint = "Check your request method against the API Reference."
+
+
+class UnsupportedMediaTypeError(APIStatusError):
+    """415: an empty POST body, or no ``Content-Type: application/json``."""
+
+    status_code = 415
+    default_hint = "Add a valid request body and set the 'Content-Type: application/json' header."
+
+
+class UnprocessableEntityError(APIStatusError):
+    """422: a field in the POST body has an invalid format."""
+
+    status_code = 422
+    default_hint = "Check your request body against the API Reference."
+
+
+class RateLimitError(APIStatusError):
+    """429: the rate limit was reached (retries ran out, or the wait asked for was too long)."""
+
+    status_code = 429
+    default_hint = (
+        "Reduce your request rate or increase your rate limit on xAI Console "
+        "(https://console.x.ai)."
+    )
+
+
+class QuotaExhaustedError(APIStatusError):
+    """429 saying the team's credits or monthly spending limit are used up. Never retried."""
+
+    status_code = 429
+    default_hint = (
+        "Your team is out of credits or at its monthly spending limit: add credits or raise the "
+        "limit on xAI Console (https://console.x.ai). Retrying will not help."
+    )
+
+
+class ServerError(APIStatusError):
+    """5xx: a failure on the server's side."""
+
+    status_code = 500
+    default_hint = (
+        f"The API is having trouble; check {STATUS_PAGE} (RSS: {STATUS_PAGE}/feed.xml) for an "
+        "ongoing disruption, and retry later."
+    )
+
+
+_BY_STATUS: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    405: MethodNotAllowedError,
+    415: UnsupportedMediaTypeError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+}
+
+
+def _header(response: Any, name: str) -> str | None:
+    try:
+        value = response.headers.get(name)
+    except AttributeError:
+        return None
+    return value if isinstance(value, str) else None
+
+
+def request_secrets(request: Any) -> list[str]:
+    """The credentials a request carries, to be masked wherever server or error text is echoed."""
+    try:
+        headers = request.headers
+    except AttributeError:
+        return []
+    secrets = []
+    for name in ("authorization", "x-api-key", "api-key", "proxy-authorization"):
+        value = headers.get(name)
+        if not value:
+            continue
+        secrets.append(value)
+        scheme, _, token = value.partition(" ")
+        if token and scheme.lower() in {"bearer", "basic", "token"}:
+            secrets.append(token.strip())
+    # Longest first, so a full header value is masked before its token.
+    return sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+
+
+def display_url(request: Any) -> str:
+    """Scheme, host, port and path: a query string or userinfo may carry credentials."""
+    url = request.url
+    port = "" if url.port is None else f":{url.port}"
+    return f"{url.scheme}://{url.host}{port}{url.path}"
+
+
+def _request_of(response: Any) -> Any:
+    try:
+        return response.request
+    except (AttributeError, RuntimeError):  # httpx raises RuntimeError when no request is set
+        return None
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    """``text`` with every occurrence of each secret replaced by ``***``."""
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, "***")
+    return text
+
+
+def _parse_body(body: bytes) -> tuple[str | None, str | None]:
+    """``(code, message)`` from the error body shapes seen in the wild; never raises."""
+    text = body.decode("utf-8", errors="replace").strip()
+    if not text:
+        return None, None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        error = data.get("error")
+        code = data.get("code")
+        message: object = None
+        if isinstance(error, str):
+            message = error  # xAI: {"code": "...", "error": "..."}
+        elif isinstance(error, dict):  # OpenAI: {"error": {"message": ..., "code": ...}}
+            message = error.get("message")
+            code = code if code is not None else (error.get("code") or error.get("type"))
+        for key in ("message", "detail", "msg"):
+            if message is None and data.get(key) is not None:
+                message = data[key]
+        if message is not None:
+            return (None if code is None else str(code)), _shorten(str(message))
+        return (None if code is None else str(code)), _shorten(text)
+    lowered = text[:200].lower()
+    if lowered.startswith(("<!doctype html", "<html")) or "<body" in lowered:
+        return None, "the server answered with an HTML page (a proxy or gateway error?)"
+    if text[:1] in "{[":
+        return None, f"unparseable JSON body: {_shorten(text)}"
+    return None, _shorten(text)
+
+
+def _shorten(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 3] + "..."
+
+
+def _body_of(response: Any) -> bytes:
+    """The body if it is (or can synchronously be) read; ``b""`` when it cannot."""
+    try:
+        content = response.content
+    except Exception:  # not read yet
+        try:
+            content = response.read()
+        except Exception:  # async stream in a sync call, closed, or the read failed
+            return b""
+    return content if isinstance(content, bytes) else b""
+
+
+def error_for_response(response: Any, *, body: bytes | None = None) -> APIStatusError | None:
+    """The typed error for a non-success ``response`` (httpx or httpx2), or ``None`` for < 400.
+
+    The body is read if it wasn't; pass ``body`` when you already hold it (async code).
+    """
+    status = int(response.status_code)
+    if status < 400:
+        return None
+    raw = _body_of(response) if body is None else body
+    code, message = _parse_body(raw)
+    request = _request_of(response)
+    secrets = request_secrets(request) if request is not None else []
+    message = redact(message, secrets) if message else _empty(response)
+    code = redact(code, secrets) if code else None
+    method = request.method if request is not None else None
+    url = display_url(request) if request is not None else None
+    history = _extensions(response).get("xretry")
+    attempts = getattr(history, "attempt_count", None)
+    cls: type[APIStatusError]
+    if is_quota_exhausted(status, raw):
+        cls = QuotaExhaustedError
+    elif status == 400 and "api key" in message.lower():
+        cls = InvalidAPIKeyError
+    elif status >= 500:
+        cls = ServerError
+    else:
+        cls = _BY_STATUS.get(status, APIStatusError)
+    return cls(
+        status_code=status,
+        message=message,
+        code=code,
+        response=response,
+        method=method,
+        url=url,
+        attempts=attempts if isinstance(attempts, int) else None,
+    )
+
+
+def _empty(response: Any) -> str:
+    reason = getattr(response, "reason_phrase", "") or ""
+    return f"empty body{f' ({reason})' if reason else ''}"
+
+
+def _extensions(response: Any) -> dict[str, Any]:
+    extensions = getattr(response, "extensions", None)
+    return extensions if isinstance(extensions, dict) else {}
+
+
+def raise_for_status(response: Any) -> Any:
+    """Raise the typed error for a non-success response; return the response otherwise.
+
+    Works as an httpx event hook: ``httpx.Client(event_hooks={"response": [raise_for_status]})``.
+    For ``httpx.AsyncClient`` hooks use :func:`araise_for_status`, which reads the body first.
+    """
+    error = error_for_response(response)
+    if error is not None:
+        raise error
+    return response
+
+
+async def araise_for_status(response: Any) -> Any:
+    """Async twin of :func:`raise_for_status`: reads the body with ``aread()`` before mapping."""
+    if int(response.status_code) >= 400:
+        try:
+            body = await response.aread()
+        except Exception:
+            body = b""
+        error = error_for_response(response, body=body if isinstance(body, bytes) else b"")
+        if error is not None:
+            raise error
+    return response

@@ -1,0 +1,166 @@
+"""Pure, total parsers for the headers a server uses to say "wait".
+
+Every parser here takes untrusted text and returns either ``None`` (no usable hint) or a
+finite number of seconds in ``[0, MAX_HINT_SECONDS]``. None of them raises, whatever the
+server sends: negative numbers, ``NaN``, ``inf``, ``1e999``, non-ASCII digits, dates in the
+past or in the year 9999. What to *do* with a long hint (stop now rather than sleep) is the
+policy's business, not the parser's; the clamp only keeps the arithmetic finite.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import math
+import re
+from collections.abc import Mapping
+
+__all__ = [
+    "MAX_HINT_SECONDS",
+    "parse_duration",
+    "parse_retry_after",
+    "parse_retry_after_ms",
+    "parse_should_retry",
+    "rate_limit_reset",
+    "retry_hint",
+]
+
+#: Upper clamp for any parsed wait (about 31 years). Far above any sane ``max_retry_after``,
+#: so an enormous hint still reads as "too long: stop", while every value stays a finite float.
+MAX_HINT_SECONDS = 1e9
+
+#: Numbers as servers write them: ASCII digits only (``str.isdigit`` accepts other scripts),
+#: an optional sign and fraction. Anything else is not a number to us.
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)", re.ASCII)
+
+#: OpenAI-style durations in ``x-ratelimit-reset-*``: ``1s``, ``6m0s``, ``20ms``, ``1h2m3.5s``.
+_DURATION = re.compile(
+    r"(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m(?!s))?"
+    r"(?:(?P<s>\d+(?:\.\d+)?)s)?(?:(?P<ms>\d+(?:\.\d+)?)ms)?",
+    re.ASCII,
+)
+
+#: Longest header value worth parsing; longer values are garbage, not hints.
+_MAX_LEN = 64
+
+
+def _clamp(seconds: float) -> float | None:
+    if math.isnan(seconds):
+        return None
+    return min(max(seconds, 0.0), MAX_HINT_SECONDS)
+
+
+def _number(value: str) -> float | None:
+    value = value.strip()
+    if len(value) > _MAX_LEN or not _NUMBER.fullmatch(value):
+        return None
+    try:
+        return float(value)
+    except (OverflowError, ValueError):  # pragma: no cover - the regex admits only floats
+        return None
+
+
+def parse_retry_after_ms(value: str | None) -> float | None:
+    """Seconds from ``retry-after-ms`` (milliseconds, as the openai SDK reads it)."""
+    if value is None:
+        return None
+    ms = _number(value)
+    return None if ms is None else _clamp(ms / 1000.0)
+
+
+def parse_retry_after(value: str | None, *, now: float) -> float | None:
+    """Seconds from ``retry-after``: delta-seconds or an HTTP-date (RFC 9110 section 10.2.3).
+
+    ``now`` is the wall-clock time (``time.time()``) a date is measured against; a date in the
+    past means "now" (0 s).
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if len(value) > _MAX_LEN:
+        return None
+    seconds = _number(value)
+    if seconds is not None:
+        return _clamp(seconds)
+    if not value.isascii():
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    try:
+        timestamp = when.timestamp()
+    except (OverflowError, OSError, ValueError):
+        return None
+    return _clamp(timestamp - now)
+
+
+def parse_duration(value: str | None) -> float | None:
+    """Seconds from an ``x-ratelimit-reset-*`` value: ``6m0s``, ``20ms``, ``1.5s`` or bare ``2``."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value or len(value) > _MAX_LEN:
+        return None
+    bare = _number(value)
+    if bare is not None:
+        return _clamp(bare)
+    match = _DURATION.fullmatch(value)
+    if match is None or not any(match.groupdict().values()):
+        return None
+    parts = {k: float(v) for k, v in match.groupdict().items() if v is not None}
+    total = (
+        parts.get("h", 0.0) * 3600.0
+        + parts.get("m", 0.0) * 60.0
+        + parts.get("s", 0.0)
+        + parts.get("ms", 0.0) / 1000.0
+    )
+    return _clamp(total)
+
+
+def rate_limit_reset(headers: Mapping[str, str]) -> float | None:
+    """Seconds until the exhausted rate-limit window resets, from ``x-ratelimit-*``.
+
+    A window whose ``x-ratelimit-remaining-*`` is ``0`` is the one that was hit. When the
+    headers don't say which (no ``remaining`` values), the *shorter* reset is used: guessing
+    short costs one more 429 with a fresh hint, guessing long can idle for minutes.
+    """
+    resets: dict[str, float] = {}
+    exhausted: list[float] = []
+    for kind in ("requests", "tokens"):
+        reset = parse_duration(headers.get(f"x-ratelimit-reset-{kind}"))
+        if reset is None:
+            continue
+        resets[kind] = reset
+        remaining = _number(headers.get(f"x-ratelimit-remaining-{kind}") or "")
+        if remaining is not None and remaining <= 0:
+            exhausted.append(reset)
+    if exhausted:
+        return max(exhausted)
+    return min(resets.values()) if resets else None
+
+
+def retry_hint(headers: Mapping[str, str], *, now: float) -> float | None:
+    """The server's requested wait in seconds, most precise header first, or ``None``.
+
+    Order: ``retry-after-ms``, ``retry-after``, then the ``x-ratelimit-reset-*`` pair.
+    An unusable header is skipped, not fatal: the next one in line may still be good.
+    """
+    for hint in (
+        parse_retry_after_ms(headers.get("retry-after-ms")),
+        parse_retry_after(headers.get("retry-after"), now=now),
+    ):
+        if hint is not None:
+            return hint
+    return rate_limit_reset(headers)
+
+
+def parse_should_retry(value: str | None) -> bool | None:
+    """``x-should-retry: true|false`` (the openai SDK's override); anything else is ``None``."""
+    if value is None:
+        return None
+    value = value.strip().lower()
+    if value == "true":
+        return True
+    if value == "false":
+        return False
+    return None

@@ -1,0 +1,326 @@
+"""The drop-in transports: ``httpx.Client(transport=xretry.RetryTransport())``.
+
+Two thin drivers (sync and async) over one core. They differ only in how they send, read, close and
+sleep; what an outcome means (:mod:`._classify`) and how long to wait or when to stop
+(:mod:`._core`, tenacity) is shared. The drivers are written against the transport interface httpx
+and httpx2 share, so :mod:`xretry.httpx2` reuses them unchanged.
+
+Semantics, the same for both:
+
+* SUCCESS and FATAL responses are returned as they are: the caller's ``raise_for_status()`` or SDK
+  decides what a 400 means. When attempts, the deadline or patience run out on a retryable outcome,
+  the last response is returned, or the last exception re-raised (with a note listing the attempts).
+* Every discarded response is closed. Buffered request bodies are replayed; a one-shot streaming
+  body is never retried. A successful streaming response's body is never touched (only a 429's is
+  read, to tell a rate limit from spent credits).
+* ``request.extensions["xretry"]`` overrides the policy for one request (a :class:`RetryPolicy`,
+  a mapping of fields to change, or ``False`` for no retries); ``response.extensions["xretry"]``
+  holds the :class:`RetryHistory`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Generic, TypeVar
+
+import anyio
+import httpx
+
+from ._classify import Decision, Verdict, classify_exception, classify_response, needs_body
+from ._core import RetryCall, first_try_history, should_sleep
+from ._errors import display_url, request_secrets
+from ._hooks import RetryHook, as_hooks
+from ._policy import RetryPolicy
+
+__all__ = ["AsyncRetryTransport", "RetryTransport"]
+
+_DEFAULT_POLICY = RetryPolicy()
+
+T = TypeVar("T")
+
+
+def _replayable(request: Any) -> bool:
+    """A body httpx buffered (bytes, JSON, form) can be sent again; a generator cannot."""
+    try:
+        request.content  # noqa: B018 - raises RequestNotRead for a one-shot stream
+    except Exception:
+        return False
+    return True
+
+
+class _Driver(Generic[T]):
+    """What both drivers share: configuration, per-request policy, and opening a RetryCall."""
+
+    _transport: T
+
+    def __init__(
+        self,
+        transport: T,
+        *,
+        policy: RetryPolicy | None,
+        hooks: Iterable[RetryHook] | None,
+        clock: Callable[[], float] | None,
+    ) -> None:
+        if policy is not None and not isinstance(policy, RetryPolicy):
+            raise ValueError(f"policy must be a RetryPolicy, got {type(policy).__name__}")
+        self._transport = transport
+        self._policy = _DEFAULT_POLICY if policy is None else policy
+        self._hooks = as_hooks(hooks)
+        self._clock = time.monotonic if clock is None else clock
+
+    @property
+    def policy(self) -> RetryPolicy:
+        """The policy applied to requests that don't override it."""
+        return self._policy
+
+    def _policy_for(self, request: Any) -> RetryPolicy:
+        override = request.extensions.get("xretry")
+        if override is None:
+            return self._policy
+        return RetryPolicy.coerce(override, base=self._policy)
+
+    def _open(self, request: Any, policy: RetryPolicy, start: float) -> RetryCall:
+        timeouts = request.extensions.get("timeout")
+        return RetryCall(
+            policy=policy,
+            method=request.method,
+            url=display_url(request),
+            start=start,
+            clock=self._clock,
+            hooks=self._hooks,
+            secrets=request_secrets(request),
+            timeouts=dict(timeouts) if isinstance(timeouts, dict) else None,
+            replayable=_replayable(request),
+        )
+
+    @staticmethod
+    def _judge_response(request: Any, response: Any, call: RetryCall) -> Decision:
+        status = response.status_code
+        return classify_response(
+            request.method,
+            request.url.path,
+            status,
+            response.headers,
+            response.content if needs_body(status) else None,
+            policy=call.policy,
+            now=time.time(),
+            replayable=call.replayable,
+        )
+
+    @staticmethod
+    def _judge_exception(request: Any, exc: Exception, call: RetryCall) -> Decision:
+        return classify_exception(
+            exc, method=request.method, policy=call.policy, replayable=call.replayable
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(transport={self._transport!r}, policy={self._policy!r})"
+
+
+class SyncDriver(_Driver[Any]):
+    """The sync loop; mixed into a ``BaseTransport`` of httpx or httpx2."""
+
+    def __init__(
+        self,
+        transport: Any,
+        *,
+        policy: RetryPolicy | None = None,
+        hooks: Iterable[RetryHook] | None = None,
+        sleep: Callable[[float], None] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        super().__init__(transport, policy=policy, hooks=hooks, clock=clock)
+        self._sleep = time.sleep if sleep is None else sleep
+
+    def handle_request(self, request: Any) -> Any:
+        policy = self._policy_for(request)
+        start = self._clock()
+        if policy.deadline is not None:  # every attempt needs its timeouts capped: the full loop
+            return self._retry(request, policy, start, None)
+        try:
+            response = self._transport.handle_request(request)
+        except Exception as exc:
+            return self._retry(request, policy, start, exc)
+        status = response.status_code
+        if status < 400 and status != 202:  # the success path: nothing built, nothing read
+            response.extensions["xretry"] = first_try_history(status)
+            return response
+        return self._retry(request, policy, start, response)
+
+    def _retry(self, request: Any, policy: RetryPolicy, start: float, first: Any) -> Any:
+        call = self._open(request, policy, start)
+        outcome, decision = self._attempt(request, call, first)
+        while decision.verdict is Verdict.RETRY:
+            delay = call.next_delay(outcome, decision)
+            if delay is None:
+                break
+            if not isinstance(outcome, BaseException):
+                outcome.close()
+            if should_sleep(delay):
+                self._sleep(delay)
+            outcome, decision = self._attempt(request, call, None)
+        history = call.finish(outcome, decision)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        outcome.extensions["xretry"] = history
+        return outcome
+
+    def _attempt(self, request: Any, call: RetryCall, sent: Any) -> tuple[Any, Decision]:
+        if sent is None:
+            call.bound_timeouts(request.extensions)
+            try:
+                sent = self._transport.handle_request(request)
+            except Exception as exc:
+                return exc, self._judge_exception(request, exc, call)
+        if isinstance(sent, Exception):
+            return sent, self._judge_exception(request, sent, call)
+        if needs_body(sent.status_code):
+            try:
+                sent.read()
+            except Exception as exc:
+                sent.close()
+                return exc, self._judge_exception(request, exc, call)
+        return sent, self._judge_response(request, sent, call)
+
+    def close(self) -> None:
+        """Close the wrapped transport."""
+        self._transport.close()
+
+
+async def _default_async_sleep(seconds: float) -> None:
+    await anyio.sleep(seconds)  # asyncio or trio, whichever is running
+
+
+class AsyncDriver(_Driver[Any]):
+    """The async loop; mixed into an ``AsyncBaseTransport`` of httpx or httpx2."""
+
+    def __init__(
+        self,
+        transport: Any,
+        *,
+        policy: RetryPolicy | None = None,
+        hooks: Iterable[RetryHook] | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        super().__init__(transport, policy=policy, hooks=hooks, clock=clock)
+        self._sleep = _default_async_sleep if sleep is None else sleep
+
+    async def handle_async_request(self, request: Any) -> Any:
+        policy = self._policy_for(request)
+        start = self._clock()
+        if policy.deadline is not None:
+            return await self._retry(request, policy, start, None)
+        try:
+            response = await self._transport.handle_async_request(request)
+        except Exception as exc:
+            return await self._retry(request, policy, start, exc)
+        status = response.status_code
+        if status < 400 and status != 202:
+            response.extensions["xretry"] = first_try_history(status)
+            return response
+        return await self._retry(request, policy, start, response)
+
+    async def _retry(self, request: Any, policy: RetryPolicy, start: float, first: Any) -> Any:
+        call = self._open(request, policy, start)
+        outcome, decision = await self._attempt(request, call, first)
+        while decision.verdict is Verdict.RETRY:
+            delay = call.next_delay(outcome, decision)
+            if delay is None:
+                break
+            if not isinstance(outcome, BaseException):
+                await outcome.aclose()
+            if should_sleep(delay):
+                await self._sleep(delay)
+            outcome, decision = await self._attempt(request, call, None)
+        history = call.finish(outcome, decision)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        outcome.extensions["xretry"] = history
+        return outcome
+
+    async def _attempt(self, request: Any, call: RetryCall, sent: Any) -> tuple[Any, Decision]:
+        if sent is None:
+            call.bound_timeouts(request.extensions)
+            try:
+                sent = await self._transport.handle_async_request(request)
+            except Exception as exc:
+                return exc, self._judge_exception(request, exc, call)
+        if isinstance(sent, Exception):
+            return sent, self._judge_exception(request, sent, call)
+        if needs_body(sent.status_code):
+            try:
+                await sent.aread()
+            except Exception as exc:
+                await sent.aclose()
+                return exc, self._judge_exception(request, exc, call)
+        return sent, self._judge_response(request, sent, call)
+
+    async def aclose(self) -> None:
+        """Close the wrapped transport."""
+        await self._transport.aclose()
+
+
+class RetryTransport(SyncDriver, httpx.BaseTransport):
+    """A retrying wrapper around any sync httpx transport (default ``httpx.HTTPTransport()``).
+
+    Example::
+
+        client = httpx.Client(
+            base_url="https://api.x.ai/v1",
+            transport=xretry.RetryTransport(policy=xretry.RetryPolicy(max_attempts=4)),
+        )
+
+    ``sleep`` and ``clock`` (``time.sleep`` and ``time.monotonic`` by default) are injectable for
+    tests; ``hooks`` receive a :class:`RetryEvent` per retry and per give-up.
+    """
+
+    def __init__(
+        self,
+        transport: httpx.BaseTransport | None = None,
+        *,
+        policy: RetryPolicy | None = None,
+        hooks: Iterable[RetryHook] | None = None,
+        sleep: Callable[[float], None] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        super().__init__(
+            httpx.HTTPTransport() if transport is None else transport,
+            policy=policy,
+            hooks=hooks,
+            sleep=sleep,
+            clock=clock,
+        )
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response: httpx.Response = super().handle_request(request)
+        return response
+
+
+class AsyncRetryTransport(AsyncDriver, httpx.AsyncBaseTransport):
+    """A retrying wrapper around any async httpx transport (default ``httpx.AsyncHTTPTransport()``).
+
+    Runs on asyncio and trio. See :class:`RetryTransport` for the arguments; ``sleep`` is async.
+    """
+
+    def __init__(
+        self,
+        transport: httpx.AsyncBaseTransport | None = None,
+        *,
+        policy: RetryPolicy | None = None,
+        hooks: Iterable[RetryHook] | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        super().__init__(
+            httpx.AsyncHTTPTransport() if transport is None else transport,
+            policy=policy,
+            hooks=hooks,
+            sleep=sleep,
+            clock=clock,
+        )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response: httpx.Response = await super().handle_async_request(request)
+        return response

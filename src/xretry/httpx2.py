@@ -1,0 +1,80 @@
+"""The same transports for httpx2, the httpx fork that openai 3.x and anthropic 2.x run on.
+
+Requires the ``httpx2`` extra (``pip install 'xretry[httpx2]'``). The retry loop is the one in
+:mod:`xretry` (shared drivers, classifier and policy); only the base classes and the default inner
+transports differ::
+
+    import httpx2, openai, xretry.httpx2
+
+    client = openai.OpenAI(
+        http_client=httpx2.Client(transport=xretry.httpx2.RetryTransport()),
+        max_retries=0,   # let xretry do the retrying, once
+    )
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+
+try:
+    import httpx2
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "xretry.httpx2 needs the httpx2 package: pip install 'xretry[httpx2]'"
+    ) from exc
+
+from ._hooks import RetryHook
+from ._policy import RetryPolicy
+from ._transport import AsyncDriver, SyncDriver
+
+__all__ = ["AsyncRetryTransport", "RetryTransport"]
+
+
+class RetryTransport(SyncDriver, httpx2.BaseTransport):
+    """:class:`xretry.RetryTransport` for httpx2 (default inner: ``httpx2.HTTPTransport()``)."""
+
+    def __init__(
+        self,
+        transport: httpx2.BaseTransport | None = None,
+        *,
+        policy: RetryPolicy | None = None,
+        hooks: Iterable[RetryHook] | None = None,
+        sleep: Callable[[float], None] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        super().__init__(
+            httpx2.HTTPTransport() if transport is None else transport,
+            policy=policy,
+            hooks=hooks,
+            sleep=sleep,
+            clock=clock,
+        )
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        response: httpx2.Response = super().handle_request(request)
+        return response
+
+
+class AsyncRetryTransport(AsyncDriver, httpx2.AsyncBaseTransport):
+    """:class:`xretry.AsyncRetryTransport` for httpx2 (default: ``httpx2.AsyncHTTPTransport()``)."""
+
+    def __init__(
+        self,
+        transport: httpx2.AsyncBaseTransport | None = None,
+        *,
+        policy: RetryPolicy | None = None,
+        hooks: Iterable[RetryHook] | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        super().__init__(
+            httpx2.AsyncHTTPTransport() if transport is None else transport,
+            policy=policy,
+            hooks=hooks,
+            sleep=sleep,
+            clock=clock,
+        )
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        response: httpx2.Response = await super().handle_async_request(request)
+        return response
