@@ -10,6 +10,7 @@ today, the decorator and the deferred-completion poller build on the same core):
     xretry.raise_for_status(response)                          # typed error with a hint
 """
 
+from . import testing
 from ._classify import Decision, Verdict, classify
 from ._core import AttemptRecord, RetryHistory
 from ._errors import (
@@ -62,4 +63,5 @@ __all__ = [
     "araise_for_status",
     "classify",
     "raise_for_status",
+    "testing",
 ]

@@ -80,7 +80,9 @@ class _Driver(Generic[T]):
             return self._policy
         return RetryPolicy.coerce(override, base=self._policy)
 
-    def _open(self, request: Any, policy: RetryPolicy, start: float) -> RetryCall:
+    def _open(
+        self, request: Any, policy: RetryPolicy, start: float, replayable: bool
+    ) -> RetryCall:
         timeouts = request.extensions.get("timeout")
         return RetryCall(
             policy=policy,
@@ -91,7 +93,7 @@ class _Driver(Generic[T]):
             hooks=self._hooks,
             secrets=request_secrets(request),
             timeouts=dict(timeouts) if isinstance(timeouts, dict) else None,
-            replayable=_replayable(request),
+            replayable=replayable,
         )
 
     @staticmethod
@@ -136,20 +138,24 @@ class SyncDriver(_Driver[Any]):
     def handle_request(self, request: Any) -> Any:
         policy = self._policy_for(request)
         start = self._clock()
+        # Decided before sending: a transport may buffer a one-shot body while sending it.
+        replayable = _replayable(request)
         if policy.deadline is not None:  # every attempt needs its timeouts capped: the full loop
-            return self._retry(request, policy, start, None)
+            return self._retry(request, policy, start, replayable, None)
         try:
             response = self._transport.handle_request(request)
         except Exception as exc:
-            return self._retry(request, policy, start, exc)
+            return self._retry(request, policy, start, replayable, exc)
         status = response.status_code
         if status < 400 and status != 202:  # the success path: nothing built, nothing read
             response.extensions["xretry"] = first_try_history(status)
             return response
-        return self._retry(request, policy, start, response)
+        return self._retry(request, policy, start, replayable, response)
 
-    def _retry(self, request: Any, policy: RetryPolicy, start: float, first: Any) -> Any:
-        call = self._open(request, policy, start)
+    def _retry(
+        self, request: Any, policy: RetryPolicy, start: float, replayable: bool, first: Any
+    ) -> Any:
+        call = self._open(request, policy, start, replayable)
         outcome, decision = self._attempt(request, call, first)
         while decision.verdict is Verdict.RETRY:
             delay = call.next_delay(outcome, decision)
@@ -210,20 +216,23 @@ class AsyncDriver(_Driver[Any]):
     async def handle_async_request(self, request: Any) -> Any:
         policy = self._policy_for(request)
         start = self._clock()
+        replayable = _replayable(request)
         if policy.deadline is not None:
-            return await self._retry(request, policy, start, None)
+            return await self._retry(request, policy, start, replayable, None)
         try:
             response = await self._transport.handle_async_request(request)
         except Exception as exc:
-            return await self._retry(request, policy, start, exc)
+            return await self._retry(request, policy, start, replayable, exc)
         status = response.status_code
         if status < 400 and status != 202:
             response.extensions["xretry"] = first_try_history(status)
             return response
-        return await self._retry(request, policy, start, response)
+        return await self._retry(request, policy, start, replayable, response)
 
-    async def _retry(self, request: Any, policy: RetryPolicy, start: float, first: Any) -> Any:
-        call = self._open(request, policy, start)
+    async def _retry(
+        self, request: Any, policy: RetryPolicy, start: float, replayable: bool, first: Any
+    ) -> Any:
+        call = self._open(request, policy, start, replayable)
         outcome, decision = await self._attempt(request, call, first)
         while decision.verdict is Verdict.RETRY:
             delay = call.next_delay(outcome, decision)
