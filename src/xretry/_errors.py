@@ -82,6 +82,7 @@ class APIStatusError(XRetryError):
         method: str | None = None,
         url: str | None = None,
         attempts: int | None = None,
+        stop_reason: str | None = None,
     ) -> None:
         self.status_code = status_code
         self.message = message
@@ -91,6 +92,8 @@ class APIStatusError(XRetryError):
         self.method = method
         self.url = url
         self.attempts = attempts
+        #: Why xretry stopped retrying (``"max_attempts=5 reached"``), when it gave up.
+        self.stop_reason = stop_reason
         self.request_id = _header(response, "x-request-id")
         super().__init__(self._render())
 
@@ -100,6 +103,8 @@ class APIStatusError(XRetryError):
             head += f" from {self.method} {self.url}"
         if self.attempts and self.attempts > 1:
             head += f" after {self.attempts} attempts"
+        if self.stop_reason:
+            head += f" (gave up: {self.stop_reason})"
         text = f"{head}: {self.message}"
         if self.code:
             text += f" (code: {self.code})"
@@ -340,6 +345,7 @@ def error_for_response(response: Any, *, body: bytes | None = None) -> APIStatus
     url = display_url(request) if request is not None else None
     history = _extensions(response).get("xretry")
     attempts = getattr(history, "attempt_count", None)
+    stop_reason = getattr(history, "stop_reason", None)
     cls: type[APIStatusError]
     if is_quota_exhausted(status, raw):
         cls = QuotaExhaustedError
@@ -357,6 +363,7 @@ def error_for_response(response: Any, *, body: bytes | None = None) -> APIStatus
         method=method,
         url=url,
         attempts=attempts if isinstance(attempts, int) else None,
+        stop_reason=stop_reason if isinstance(stop_reason, str) else None,
     )
 
 
