@@ -117,13 +117,26 @@ class APIStatusError(XRetryError):
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (type(self), self.status_code, self.message, self.code, self.hint))
+        # Everything but the response (not picklable, and it holds the request's headers).
+        fields = {
+            "status_code": self.status_code,
+            "message": self.message,
+            "code": self.code,
+            "hint": self.hint,
+            "method": self.method,
+            "url": self.url,
+            "attempts": self.attempts,
+            "stop_reason": self.stop_reason,
+        }
+        return (_rebuild, (type(self), fields, self.request_id))
 
 
 def _rebuild(
-    cls: type[APIStatusError], status_code: int, message: str, code: str | None, hint: str
+    cls: type[APIStatusError], fields: dict[str, Any], request_id: str | None
 ) -> APIStatusError:
-    return cls(status_code=status_code, message=message, code=code, hint=hint)
+    error = cls(**fields)
+    error.request_id = request_id
+    return error
 
 
 class BadRequestError(APIStatusError):
@@ -285,7 +298,7 @@ def _parse_body(body: bytes) -> tuple[str | None, str | None]:
         return None, None
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested beyond the stack
         data = None
     if isinstance(data, dict):
         error = data.get("error")
@@ -300,19 +313,19 @@ def _parse_body(body: bytes) -> tuple[str | None, str | None]:
             if message is None and data.get(key) is not None:
                 message = data[key]
         if message is not None:
-            return (None if code is None else str(code)), _shorten(str(message))
-        return (None if code is None else str(code)), _shorten(text)
+            return (None if code is None else str(code)), str(message)
+        return (None if code is None else str(code)), text
     lowered = text[:200].lower()
     if lowered.startswith(("<!doctype html", "<html")) or "<body" in lowered:
         return None, "the server answered with an HTML page (a proxy or gateway error?)"
     if text[:1] in "{[":
-        return None, f"unparseable JSON body: {_shorten(text)}"
-    return None, _shorten(text)
+        return None, f"unparseable JSON body: {text}"
+    return None, text
 
 
-def _shorten(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 3] + "..."
+def _shorten(text: str, limit: int = _MAX_MESSAGE) -> str:
+    text = " ".join(text[: limit * 4].split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _body_of(response: Any) -> bytes:
@@ -339,8 +352,9 @@ def error_for_response(response: Any, *, body: bytes | None = None) -> APIStatus
     code, message = _parse_body(raw)
     request = _request_of(response)
     secrets = request_secrets(request) if request is not None else []
-    message = redact(message, secrets) if message else _empty(response)
-    code = redact(code, secrets) if code else None
+    # Mask before shortening: a cut through a key would leave a prefix no mask matches.
+    message = _shorten(redact(message, secrets)) if message else _empty(response)
+    code = _shorten(redact(code, secrets), 100) if code else None
     method = request.method if request is not None else None
     url = display_url(request) if request is not None else None
     history = _extensions(response).get("xretry")
