@@ -1,9 +1,10 @@
 """What xretry does, in ten seconds, with no API key and no network.
 
-A local mock of the xAI chat-completions endpoint misbehaves the way the real one can: it rate-limits
-(429 with ``retry-after-ms``), has a 503 hiccup, rejects a missing key (401) and reports spent
-credits (a 429 that must not be retried). xretry's transport retries what is worth retrying, returns
-the rest at once, and ``raise_for_status`` turns failures into typed errors with a hint.
+A local mock of the xAI chat-completions endpoint misbehaves the way the real one can: it
+rate-limits (429 with ``retry-after-ms``), has a 503 hiccup, rejects a missing key (401) and
+reports spent credits (a 429 that must not be retried). xretry's transport retries what is worth
+retrying, returns the rest at once, and ``raise_for_status`` turns failures into typed errors with
+a hint.
 
 Run it with ``make demo`` (or ``python examples/demo.py`` inside the venv).
 """

@@ -75,7 +75,7 @@ _QUOTA_SCAN = 4096
 
 def is_deferred_poll(method: str, path: str) -> bool:
     """True for ``GET .../chat/deferred-completion/{request_id}``, the read-once poll endpoint."""
-    return method == "GET" and _DEFERRED_PATH.search(path) is not None
+    return method.upper() == "GET" and _DEFERRED_PATH.search(path) is not None
 
 
 def is_quota_exhausted(status_code: int, body: bytes | None) -> bool:

@@ -2,13 +2,15 @@
 
 Every parser here takes untrusted text and returns either ``None`` (no usable hint) or a
 finite number of seconds in ``[0, MAX_HINT_SECONDS]``. None of them raises, whatever the
-server sends: negative numbers, ``NaN``, ``inf``, ``1e999``, non-ASCII digits, dates in the
-past or in the year 9999. What to *do* with a long hint (stop now rather than sleep) is the
+server sends: negative numbers and ``NaN`` (no hint), ``inf`` or ``1e999`` (not numbers as
+servers write them: no hint), non-ASCII digits (no hint), dates in the past (0) or in the year
+9999 (clamped). What to *do* with a long hint (stop now rather than sleep) is the
 policy's business, not the parser's; the clamp only keeps the arithmetic finite.
 """
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import math
 import re
@@ -44,9 +46,14 @@ _MAX_LEN = 64
 
 
 def _clamp(seconds: float) -> float | None:
-    if math.isnan(seconds):
+    """A finite wait in ``[0, MAX_HINT_SECONDS]``; ``None`` for NaN or a negative number.
+
+    A negative delay is invalid (RFC 9110 allows only non-negative integers), so it is no hint at
+    all: the next header in line, or backoff, decides. Dates in the past are handled by the caller.
+    """
+    if math.isnan(seconds) or seconds < 0:
         return None
-    return min(max(seconds, 0.0), MAX_HINT_SECONDS)
+    return min(seconds, MAX_HINT_SECONDS)
 
 
 def _number(value: str) -> float | None:
@@ -87,11 +94,13 @@ def parse_retry_after(value: str | None, *, now: float) -> float | None:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
+    if when.tzinfo is None:  # asctime and "-0000" forms: RFC 9110 says HTTP-dates are GMT
+        when = when.replace(tzinfo=datetime.UTC)
     try:
         timestamp = when.timestamp()
     except (OverflowError, OSError, ValueError):
         return None
-    return _clamp(timestamp - now)
+    return _clamp(max(timestamp - now, 0.0))  # a date in the past means "now"
 
 
 def parse_duration(value: str | None) -> float | None:

@@ -153,8 +153,10 @@ def _statuses(value: Iterable[int]) -> frozenset[int]:
     for status in statuses:
         if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
             raise ValueError(f"retry_statuses holds {status!r}, not an HTTP status (100-599)")
-        if 200 <= status <= 299:
-            raise ValueError(f"retry_statuses holds {status}, a success status")
+        if status < 400:
+            raise ValueError(
+                f"retry_statuses holds {status}: only error statuses (400-599) can be retried"
+            )
     return statuses
 
 

@@ -80,9 +80,7 @@ class _Driver(Generic[T]):
             return self._policy
         return RetryPolicy.coerce(override, base=self._policy)
 
-    def _open(
-        self, request: Any, policy: RetryPolicy, start: float, replayable: bool
-    ) -> RetryCall:
+    def _open(self, request: Any, policy: RetryPolicy, start: float, replayable: bool) -> RetryCall:
         timeouts = request.extensions.get("timeout")
         return RetryCall(
             policy=policy,
