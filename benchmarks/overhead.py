@@ -38,6 +38,7 @@ import platform
 import random
 import shlex
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -191,6 +192,29 @@ def versions() -> dict[str, str]:
     return found
 
 
+def source_state() -> str:
+    """The git commit of the xretry being measured, ``+dirty`` if its source has local changes."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{commit}+dirty" if dirty else commit
+
+
 def summarize(per_round_us: dict[str, list[float]]) -> dict[str, dict[str, Any]]:
     """Per contender: median µs/request, and per-round ratios and differences to the baseline."""
     base = per_round_us[BASELINE]
@@ -260,7 +284,9 @@ def main(argv: list[str] | None = None) -> int:
 
     command = shlex.join(sys.orig_argv)
     found = versions()
+    source = source_state()
     print("versions: " + ", ".join(f"{name} {v}" for name, v in found.items()))
+    print(f"source:   xretry at {source}")
     print(f"command:  {command}")
     print(
         f"method:   {args.rounds} rounds x {args.requests} requests per contender, "
@@ -303,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": command,
         "versions": found,
+        "xretry_source": source,
         "platform": platform.platform(),
         "implementation": platform.python_implementation(),
         "settings": {

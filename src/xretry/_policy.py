@@ -128,8 +128,8 @@ class RetryPolicy:
             raise ValueError(f"unknown RetryPolicy field(s): {', '.join(unknown)}")
         return dataclasses.replace(self, **changes)
 
-    @classmethod
-    def coerce(cls, value: object, *, base: RetryPolicy) -> RetryPolicy:
+    @staticmethod
+    def coerce(value: object, *, base: RetryPolicy) -> RetryPolicy:
         """Turn a per-request override into a policy: a policy, a mapping of changes, or ``False``.
 
         ``False`` means "no retries for this request" (one attempt).

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
 import httpx
@@ -40,19 +40,13 @@ _DEFAULT_POLICY = RetryPolicy()
 T = TypeVar("T")
 
 
-def _replayable(request: Any) -> bool:
-    """A body httpx buffered (bytes, JSON, form) can be sent again; a generator cannot."""
-    try:
-        request.content  # noqa: B018 - raises RequestNotRead for a one-shot stream
-    except Exception:
-        return False
-    return True
-
-
 class _Driver(Generic[T]):
     """What both drivers share: configuration, per-request policy, and opening a RetryCall."""
 
     _transport: T
+    #: The library's buffered body stream (``httpx.ByteStream``): bytes, JSON and form bodies,
+    #: which can be sent again. Anything else (a generator, a file) is a one-shot stream.
+    _buffered: type
 
     def __init__(
         self,
@@ -73,12 +67,6 @@ class _Driver(Generic[T]):
     def policy(self) -> RetryPolicy:
         """The policy applied to requests that don't override it."""
         return self._policy
-
-    def _policy_for(self, request: Any) -> RetryPolicy:
-        override = request.extensions.get("xretry")
-        if override is None:
-            return self._policy
-        return RetryPolicy.coerce(override, base=self._policy)
 
     def _open(self, request: Any, policy: RetryPolicy, start: float, replayable: bool) -> RetryCall:
         timeouts = request.extensions.get("timeout")
@@ -134,10 +122,12 @@ class SyncDriver(_Driver[Any]):
         self._sleep = time.sleep if sleep is None else sleep
 
     def handle_request(self, request: Any) -> Any:
-        policy = self._policy_for(request)
+        policy = self._policy
+        if (override := request.extensions.get("xretry")) is not None:
+            policy = RetryPolicy.coerce(override, base=policy)
         start = self._clock()
         # Decided before sending: a transport may buffer a one-shot body while sending it.
-        replayable = _replayable(request)
+        replayable = isinstance(request.stream, self._buffered)
         if policy.deadline is not None:  # every attempt needs its timeouts capped: the full loop
             return self._retry(request, policy, start, replayable, None)
         try:
@@ -212,9 +202,11 @@ class AsyncDriver(_Driver[Any]):
         self._sleep = _default_async_sleep if sleep is None else sleep
 
     async def handle_async_request(self, request: Any) -> Any:
-        policy = self._policy_for(request)
+        policy = self._policy
+        if (override := request.extensions.get("xretry")) is not None:
+            policy = RetryPolicy.coerce(override, base=policy)
         start = self._clock()
-        replayable = _replayable(request)
+        replayable = isinstance(request.stream, self._buffered)
         if policy.deadline is not None:
             return await self._retry(request, policy, start, replayable, None)
         try:
@@ -300,9 +292,11 @@ class RetryTransport(SyncDriver, httpx.BaseTransport):
             clock=clock,
         )
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        response: httpx.Response = super().handle_request(request)
-        return response
+    _buffered = httpx.ByteStream
+
+    if TYPE_CHECKING:  # precise types for callers, without a super() hop on every request
+
+        def handle_request(self, request: httpx.Request) -> httpx.Response: ...
 
 
 class AsyncRetryTransport(AsyncDriver, httpx.AsyncBaseTransport):
@@ -328,6 +322,8 @@ class AsyncRetryTransport(AsyncDriver, httpx.AsyncBaseTransport):
             clock=clock,
         )
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        response: httpx.Response = await super().handle_async_request(request)
-        return response
+    _buffered = httpx.ByteStream
+
+    if TYPE_CHECKING:
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response: ...

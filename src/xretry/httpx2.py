@@ -15,6 +15,7 @@ transports differ::
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING
 
 try:
     import httpx2
@@ -50,9 +51,11 @@ class RetryTransport(SyncDriver, httpx2.BaseTransport):
             clock=clock,
         )
 
-    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
-        response: httpx2.Response = super().handle_request(request)
-        return response
+    _buffered = httpx2.ByteStream
+
+    if TYPE_CHECKING:
+
+        def handle_request(self, request: httpx2.Request) -> httpx2.Response: ...
 
 
 class AsyncRetryTransport(AsyncDriver, httpx2.AsyncBaseTransport):
@@ -75,6 +78,8 @@ class AsyncRetryTransport(AsyncDriver, httpx2.AsyncBaseTransport):
             clock=clock,
         )
 
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        response: httpx2.Response = await super().handle_async_request(request)
-        return response
+    _buffered = httpx2.ByteStream
+
+    if TYPE_CHECKING:
+
+        async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response: ...
