@@ -33,8 +33,8 @@ from tenacity.wait import wait_base
 from . import _testing
 from ._classify import Decision, Verdict
 from ._errors import redact
-from ._hooks import RetryEvent, RetryHook, emit
-from ._policy import RetryPolicy
+from ._hooks import EventKind, RetryEvent, RetryHook, emit
+from ._policy import PollPolicy, RetryPolicy
 
 __all__ = [
     "AttemptRecord",
@@ -143,19 +143,58 @@ class _StopIfHintTooLong(stop_base):
         return hint is not None and hint > self._limit
 
 
+class _WaitPoll(wait_base):
+    """The polling schedule: ``interval * multiplier ** (n - 1)`` capped, jittered either way.
+
+    A ``retry-after`` the server sent with its 202 is a floor: never poll sooner than asked.
+    """
+
+    def __init__(self, call: RetryCall, poll: PollPolicy, rng: Callable[[], float]) -> None:
+        self._call = call
+        self._jitter = poll.jitter
+        self._rng = rng
+        self._gap = tenacity.wait_exponential(
+            multiplier=poll.interval, exp_base=poll.multiplier, max=poll.max_interval
+        )
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        gap = self._gap(retry_state) * (1.0 + self._jitter * (2.0 * self._rng() - 1.0))
+        hint = self._call.decision.delay
+        return gap if hint is None else max(gap, hint)
+
+
+def _machine(
+    retrying: tenacity.Retrying, start: float
+) -> tuple[tenacity.Retrying, tenacity.RetryCallState]:
+    retrying.begin()
+    state = tenacity.RetryCallState(retrying, fn=None, args=(), kwargs={})
+    state.start_time = start  # our clock, not tenacity's: stop_before_delay then uses it
+    return retrying, state
+
+
 class RetryCall:
-    """Per-call retry state around one tenacity ``Retrying`` used as a decision machine."""
+    """Per-call state around tenacity ``Retrying`` objects used as decision machines.
+
+    Two machines: one for error retries (RetryPolicy: attempts, backoff, deadline) and, on the
+    deferred-completion endpoint, one for polling (PollPolicy: schedule, timeout). A 202 starts a
+    fresh error run, so a 503 in the middle of polling is retried as usual without using up the
+    attempts of the next one; the poll timeout bounds the whole call.
+    """
 
     __slots__ = (
         "_clock",
         "_hooks",
+        "_polling",
         "_records",
         "_retrying",
+        "_rng",
         "_start",
         "_state",
+        "_stop",
         "decision",
         "method",
         "policy",
+        "poll",
         "replayable",
         "secrets",
         "timeouts",
@@ -174,8 +213,10 @@ class RetryCall:
         secrets: list[str],
         timeouts: Mapping[str, float | None] | None = None,
         replayable: bool = True,
+        poll: PollPolicy | None = None,
     ) -> None:
         self.policy = policy
+        self.poll = poll
         self.replayable = replayable
         self.method = method
         self.url = url
@@ -186,48 +227,86 @@ class RetryCall:
         self._clock = clock
         self._hooks = hooks
         self._records: list[AttemptRecord] = []
-        testing = _testing.active() is not None
-        rng: Callable[[], float] = (lambda: 0.0) if testing else random.random
-        stop: stop_base = tenacity.stop_after_attempt(policy.max_attempts)
-        if policy.deadline is not None:
-            stop = stop | tenacity.stop_before_delay(policy.deadline)
-        stop = stop | _StopIfHintTooLong(self, policy.max_retry_after)
-        self._retrying = tenacity.Retrying(
-            retry=_RetryIfVerdict(self),
-            wait=_WaitHintOrBackoff(self, policy, rng),
-            stop=stop,
-            retry_error_callback=lambda _state: None,  # "stop" is None, not RetryError
+        # Test mode: jitter off. Backoff draws 0 (the exact ceiling), polling 0.5 (the exact gap).
+        self._rng: Callable[[], float] = (
+            (lambda: 0.5) if _testing.active() is not None else random.random
         )
-        self._retrying.begin()
-        self._state = tenacity.RetryCallState(self._retrying, fn=None, args=(), kwargs={})
-        self._state.start_time = start
+        stop: stop_base = tenacity.stop_after_attempt(policy.max_attempts)
+        deadline = self.deadline
+        if deadline is not None:
+            stop = stop | tenacity.stop_before_delay(deadline)
+        self._stop = stop | _StopIfHintTooLong(self, policy.max_retry_after)
+        self._retrying, self._state = self._errors_machine(start)
+        self._polling: tuple[tenacity.Retrying, tenacity.RetryCallState] | None = None
+
+    @property
+    def deadline(self) -> float | None:
+        """Seconds for the whole call: the poll timeout when polling, else the policy's deadline."""
+        return self.poll.timeout if self.poll is not None else self.policy.deadline
+
+    def _errors_machine(self, start: float) -> tuple[tenacity.Retrying, tenacity.RetryCallState]:
+        rng = (lambda: 0.0) if _testing.active() is not None else self._rng
+        return _machine(
+            tenacity.Retrying(
+                retry=_RetryIfVerdict(self),
+                wait=_WaitHintOrBackoff(self, self.policy, rng),
+                stop=self._stop,
+                retry_error_callback=lambda _state: None,  # "stop" is None, not RetryError
+            ),
+            start,
+        )
 
     # -- the decision ---------------------------------------------------------------------------
 
     def next_delay(self, outcome: object, decision: Decision) -> float | None:
-        """Record a RETRY outcome; seconds to sleep before the next attempt, or ``None`` to stop."""
-        state = self._state
+        """Record a RETRY or POLL outcome; seconds to sleep before the next try, or ``None``."""
+        self.decision = decision
+        now = self._clock()
+        if decision.verdict is Verdict.POLL:
+            if self.poll is None:
+                return None
+            if self._polling is None:
+                self._polling = _machine(
+                    tenacity.Retrying(
+                        retry=tenacity.retry_always,
+                        wait=_WaitPoll(self, self.poll, self._rng),
+                        stop=(
+                            tenacity.stop_never
+                            if self.poll.timeout is None
+                            else tenacity.stop_before_delay(self.poll.timeout)
+                        ),
+                        retry_error_callback=lambda _state: None,
+                    ),
+                    self._start,
+                )
+            retrying, state = self._polling
+            # A 202 ends a run of errors: the next error starts a fresh run (same deadline).
+            self._retrying, self._state = self._errors_machine(self._start)
+            kind: Literal["retry", "poll"] = "poll"
+        else:
+            retrying, state = self._retrying, self._state
+            kind = "retry"
         if isinstance(outcome, BaseException):
             state.set_exception((type(outcome), outcome, outcome.__traceback__))
         else:
             state.set_result(outcome)
-        state.outcome_timestamp = self._clock()
-        self.decision = decision
-        action = self._retrying.iter(state)
+        state.outcome_timestamp = now
+        action = retrying.iter(state)
         if not isinstance(action, tenacity.DoSleep):
             return None
         delay = float(action)
         state.prepare_for_next_attempt()
         record = self._record(outcome, decision, delay)
         self._records.append(record)
-        emit(self._hooks, self._event("retry", record))
+        emit(self._hooks, self._event(kind, record))
         return delay
 
     def remaining(self) -> float | None:
         """Seconds left of the deadline, or ``None`` without one."""
-        if self.policy.deadline is None:
+        deadline = self.deadline
+        if deadline is None:
             return None
-        return max(self.policy.deadline - (self._clock() - self._start), 0.0)
+        return max(deadline - (self._clock() - self._start), 0.0)
 
     def bound_timeouts(self, extensions: MutableMapping[str, Any]) -> None:
         """Cap the next attempt's httpx timeouts at what is left of the deadline."""
@@ -244,7 +323,9 @@ class RetryCall:
 
     def finish(self, outcome: object, decision: Decision) -> RetryHistory:
         """Close the books: the history, and a give-up event if the outcome was still retryable."""
-        gave_up = decision.verdict is Verdict.RETRY
+        gave_up = decision.verdict is Verdict.RETRY or (
+            decision.verdict is Verdict.POLL and self.poll is not None
+        )
         stop_reason = self._stop_reason(decision) if gave_up else None
         reason = f"{decision.reason}; {stop_reason}" if stop_reason else decision.reason
         record = self._record(outcome, decision, None, reason)
@@ -259,14 +340,19 @@ class RetryCall:
 
     def _stop_reason(self, decision: Decision) -> str:
         policy = self.policy
+        if decision.verdict is Verdict.POLL:
+            timeout = self.poll.timeout if self.poll is not None else None
+            return f"poll timeout={timeout:g}s reached" if timeout else "polling stopped"
         if decision.delay is not None and decision.delay > policy.max_retry_after:
             return (
                 f"server asked to wait {decision.delay:g}s, more than "
                 f"max_retry_after={policy.max_retry_after:g}s"
             )
-        if len(self._records) + 1 >= policy.max_attempts:
+        if self._state.attempt_number >= policy.max_attempts:
             return f"max_attempts={policy.max_attempts} reached"
-        return f"deadline={policy.deadline:g}s would be exceeded"
+        if self.poll is not None:
+            return f"poll timeout={self.deadline:g}s would be exceeded"
+        return f"deadline={self.deadline:g}s would be exceeded"
 
     def _record(
         self, outcome: object, decision: Decision, delay: float | None, reason: str | None = None
@@ -279,7 +365,7 @@ class RetryCall:
         status = getattr(outcome, "status_code", None)
         return AttemptRecord(number, status, None, decision.verdict, why, delay)
 
-    def _event(self, kind: Literal["retry", "give_up"], record: AttemptRecord) -> RetryEvent:
+    def _event(self, kind: EventKind, record: AttemptRecord) -> RetryEvent:
         return RetryEvent(
             kind=kind,
             method=self.method,

@@ -12,7 +12,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-__all__ = ["RetryEvent", "RetryHook", "emit", "log_event", "logger"]
+__all__ = ["EventKind", "RetryEvent", "RetryHook", "as_hooks", "emit", "log_event", "logger"]
+
+#: ``"retry"``: an error, about to back off; ``"poll"``: a deferred completion not ready yet, about
+#: to ask again; ``"give_up"``: out of attempts, time or patience, returning or raising.
+EventKind = Literal["retry", "poll", "give_up"]
 
 #: The ``xretry`` logger: one DEBUG line per retry, one WARNING per give-up. Never logs headers.
 logger = logging.getLogger("xretry")
@@ -22,8 +26,8 @@ logger = logging.getLogger("xretry")
 class RetryEvent:
     """What just happened, for metrics and tracing. Never carries headers or bodies."""
 
-    #: ``"retry"``: about to sleep ``delay`` and try again; ``"give_up"``: returning or raising.
-    kind: Literal["retry", "give_up"]
+    #: ``"retry"``, ``"poll"`` or ``"give_up"`` (see :data:`EventKind`).
+    kind: EventKind
     method: str
     #: Scheme, host and path only (no query string, no userinfo).
     url: str
@@ -35,7 +39,7 @@ class RetryEvent:
     #: ``"ReadTimeout: ..."`` when the attempt raised, else ``None``.
     error: str | None
     reason: str
-    #: Seconds to sleep before the next attempt (0 for ``give_up``).
+    #: Seconds to sleep before the next attempt or poll (0 for ``give_up``).
     delay: float
     #: Seconds since the logical request started.
     elapsed: float
@@ -50,7 +54,16 @@ class RetryHook(Protocol):
 def log_event(event: RetryEvent) -> None:
     """The built-in hook: DEBUG for a retry, WARNING for a give-up."""
     outcome = event.error if event.status_code is None else str(event.status_code)
-    if event.kind == "retry":
+    if event.kind == "poll":
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "polling %s %s: not ready (poll %d); next poll in %.3fs",
+                event.method,
+                event.url,
+                event.attempt,
+                event.delay,
+            )
+    elif event.kind == "retry":
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "retrying %s %s: attempt %d/%d got %s (%s); sleeping %.3fs",

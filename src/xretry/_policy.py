@@ -11,11 +11,12 @@ import dataclasses
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = [
     "DEFAULT_IDEMPOTENT_METHODS",
     "DEFAULT_RETRY_STATUSES",
+    "PollPolicy",
     "RetryPolicy",
 ]
 
@@ -123,10 +124,7 @@ class RetryPolicy:
 
     def replace(self, **changes: Any) -> RetryPolicy:
         """A validated copy with ``changes`` applied; an unknown field name is a ``ValueError``."""
-        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
-        if unknown:
-            raise ValueError(f"unknown RetryPolicy field(s): {', '.join(unknown)}")
-        return dataclasses.replace(self, **changes)
+        return _replace(self, changes)
 
     @staticmethod
     def coerce(value: object, *, base: RetryPolicy) -> RetryPolicy:
@@ -169,3 +167,66 @@ def _methods(value: Iterable[str]) -> frozenset[str]:
             raise ValueError(f"idempotent_methods holds {method!r}, not an HTTP method name")
         methods.add(method.upper())
     return frozenset(methods)
+
+
+@dataclass(frozen=True, slots=True)
+class PollPolicy:
+    """When to ask again for a deferred completion that is not ready yet (a 202).
+
+    Polls are spaced ``interval``, then ``interval * multiplier``, ... up to ``max_interval``, each
+    spread by +/- ``jitter`` (a fraction) so thousands of jobs don't poll in lockstep. A
+    ``retry-after`` on a 202 is honoured as a minimum. After ``timeout`` seconds the last 202 is
+    returned (by the transport) or :class:`DeferredTimeoutError` raised (by the poller).
+
+    The defaults were tuned on ``benchmarks/deferred.py`` (jobs ready 1-4 s after submission, 40
+    requests/s shared): polls start ``first_delay`` after submission and grow slowly, which keeps
+    the lag from ready to delivered under a second for short jobs and the poll count low for long
+    ones. The official SDK's fixed 1 s for 10 minutes is ``PollPolicy(multiplier=1, jitter=0)``.
+    """
+
+    #: Wait between submitting and the first poll (used by ``create``; ``wait`` polls at once, the
+    #: result may already be there).
+    first_delay: float = 1.0
+    #: First gap between two polls.
+    interval: float = 1.0
+    #: Growth of the gap per poll: 1.2 reaches 10 s after about 13 polls (about a minute in).
+    multiplier: float = 1.2
+    #: Longest gap between polls: a long job costs at most one poll per this many seconds.
+    max_interval: float = 10.0
+    #: Each gap is spread uniformly by this fraction either way.
+    jitter: float = 0.1
+    #: Give up after this many seconds of polling (the official SDK's 10 minutes); ``None``: never.
+    timeout: float | None = 600.0
+
+    def __post_init__(self) -> None:
+        first = _finite("first_delay", self.first_delay)
+        interval = _finite("interval", self.interval, minimum=0.001)
+        multiplier = _finite("multiplier", self.multiplier, minimum=1.0)
+        maximum = _finite("max_interval", self.max_interval, minimum=0.001)
+        if interval > maximum:
+            raise ValueError(f"interval ({interval:g}) must be <= max_interval ({maximum:g})")
+        jitter = _finite("jitter", self.jitter)
+        if jitter >= 1.0:
+            raise ValueError(f"jitter must be in [0, 1), got {self.jitter!r}")
+        timeout = None if self.timeout is None else _finite("timeout", self.timeout, strict=True)
+        setattr_ = object.__setattr__
+        setattr_(self, "first_delay", first)
+        setattr_(self, "interval", interval)
+        setattr_(self, "multiplier", multiplier)
+        setattr_(self, "max_interval", maximum)
+        setattr_(self, "jitter", jitter)
+        setattr_(self, "timeout", timeout)
+
+    def replace(self, **changes: Any) -> PollPolicy:
+        """A validated copy with ``changes`` applied; an unknown field name is a ``ValueError``."""
+        return _replace(self, changes)
+
+
+_Policy = TypeVar("_Policy", RetryPolicy, PollPolicy)
+
+
+def _replace(policy: _Policy, changes: Mapping[str, Any]) -> _Policy:
+    unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(policy)})
+    if unknown:
+        raise ValueError(f"unknown {type(policy).__name__} field(s): {', '.join(unknown)}")
+    return dataclasses.replace(policy, **changes)

@@ -22,20 +22,28 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import anyio
 import httpx
 
-from ._classify import Decision, Verdict, classify_exception, classify_response, needs_body
+from ._classify import (
+    Decision,
+    Verdict,
+    classify_exception,
+    classify_response,
+    is_deferred_poll,
+    needs_body,
+)
 from ._core import RetryCall, first_try_history, should_sleep
 from ._errors import display_url, request_secrets
 from ._hooks import RetryHook, as_hooks
-from ._policy import RetryPolicy
+from ._policy import PollPolicy, RetryPolicy
 
 __all__ = ["AsyncRetryTransport", "RetryTransport"]
 
 _DEFAULT_POLICY = RetryPolicy()
+_DEFAULT_POLL = PollPolicy()
 
 T = TypeVar("T")
 
@@ -53,6 +61,7 @@ class _Driver(Generic[T]):
         transport: T,
         *,
         policy: RetryPolicy | None,
+        poll: PollPolicy | Literal[False] | None,
         hooks: Iterable[RetryHook] | None,
         clock: Callable[[], float] | None,
     ) -> None:
@@ -60,6 +69,11 @@ class _Driver(Generic[T]):
             raise ValueError(f"policy must be a RetryPolicy, got {type(policy).__name__}")
         self._transport = transport
         self._policy = _DEFAULT_POLICY if policy is None else policy
+        if poll is not None and poll is not False and not isinstance(poll, PollPolicy):
+            raise ValueError(f"poll must be a PollPolicy or False, got {type(poll).__name__}")
+        self._poll: PollPolicy | None = (
+            _DEFAULT_POLL if poll is None else (None if poll is False else poll)
+        )
         self._hooks = as_hooks(hooks)
         self._clock = time.monotonic if clock is None else clock
 
@@ -80,7 +94,27 @@ class _Driver(Generic[T]):
             secrets=request_secrets(request),
             timeouts=dict(timeouts) if isinstance(timeouts, dict) else None,
             replayable=replayable,
+            poll=self._poll_for(request, policy),
         )
+
+    def _poll_for(self, request: Any, policy: RetryPolicy) -> PollPolicy | None:
+        """The polling schedule for a deferred-completion GET, or ``None`` (202 is final)."""
+        if not is_deferred_poll(request.method, request.url.path):
+            return None
+        override = request.extensions.get("xretry.poll")
+        if override is not None:
+            if override is False:
+                return None
+            if not isinstance(override, PollPolicy):
+                raise ValueError(
+                    "request.extensions['xretry.poll'] must be a PollPolicy or False, "
+                    f"got {type(override).__name__}"
+                )
+            return override
+        # xretry=False ("one attempt, nothing more") switches polling off too.
+        if request.extensions.get("xretry") is False:
+            return None
+        return self._poll
 
     @staticmethod
     def _judge_response(request: Any, response: Any, call: RetryCall) -> Decision:
@@ -114,11 +148,12 @@ class SyncDriver(_Driver[Any]):
         transport: Any,
         *,
         policy: RetryPolicy | None = None,
+        poll: PollPolicy | Literal[False] | None = None,
         hooks: Iterable[RetryHook] | None = None,
         sleep: Callable[[float], None] | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        super().__init__(transport, policy=policy, hooks=hooks, clock=clock)
+        super().__init__(transport, policy=policy, poll=poll, hooks=hooks, clock=clock)
         self._sleep = time.sleep if sleep is None else sleep
 
     def handle_request(self, request: Any) -> Any:
@@ -145,7 +180,7 @@ class SyncDriver(_Driver[Any]):
     ) -> Any:
         call = self._open(request, policy, start, replayable)
         outcome, decision = self._attempt(request, call, first)
-        while decision.verdict is Verdict.RETRY:
+        while decision.verdict is Verdict.RETRY or decision.verdict is Verdict.POLL:
             delay = call.next_delay(outcome, decision)
             if delay is None:
                 break
@@ -194,11 +229,12 @@ class AsyncDriver(_Driver[Any]):
         transport: Any,
         *,
         policy: RetryPolicy | None = None,
+        poll: PollPolicy | Literal[False] | None = None,
         hooks: Iterable[RetryHook] | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        super().__init__(transport, policy=policy, hooks=hooks, clock=clock)
+        super().__init__(transport, policy=policy, poll=poll, hooks=hooks, clock=clock)
         self._sleep = _default_async_sleep if sleep is None else sleep
 
     async def handle_async_request(self, request: Any) -> Any:
@@ -224,7 +260,7 @@ class AsyncDriver(_Driver[Any]):
     ) -> Any:
         call = self._open(request, policy, start, replayable)
         outcome, decision = await self._attempt(request, call, first)
-        while decision.verdict is Verdict.RETRY:
+        while decision.verdict is Verdict.RETRY or decision.verdict is Verdict.POLL:
             delay = call.next_delay(outcome, decision)
             if delay is None:
                 break
@@ -280,6 +316,7 @@ class RetryTransport(SyncDriver, httpx.BaseTransport):
         transport: httpx.BaseTransport | None = None,
         *,
         policy: RetryPolicy | None = None,
+        poll: PollPolicy | Literal[False] | None = None,
         hooks: Iterable[RetryHook] | None = None,
         sleep: Callable[[float], None] | None = None,
         clock: Callable[[], float] | None = None,
@@ -287,6 +324,7 @@ class RetryTransport(SyncDriver, httpx.BaseTransport):
         super().__init__(
             httpx.HTTPTransport() if transport is None else transport,
             policy=policy,
+            poll=poll,
             hooks=hooks,
             sleep=sleep,
             clock=clock,
@@ -310,6 +348,7 @@ class AsyncRetryTransport(AsyncDriver, httpx.AsyncBaseTransport):
         transport: httpx.AsyncBaseTransport | None = None,
         *,
         policy: RetryPolicy | None = None,
+        poll: PollPolicy | Literal[False] | None = None,
         hooks: Iterable[RetryHook] | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
         clock: Callable[[], float] | None = None,
@@ -317,6 +356,7 @@ class AsyncRetryTransport(AsyncDriver, httpx.AsyncBaseTransport):
         super().__init__(
             httpx.AsyncHTTPTransport() if transport is None else transport,
             policy=policy,
+            poll=poll,
             hooks=hooks,
             sleep=sleep,
             clock=clock,

@@ -15,7 +15,7 @@ transports differ::
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 try:
     import httpx2
@@ -25,7 +25,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     ) from exc
 
 from ._hooks import RetryHook
-from ._policy import RetryPolicy
+from ._policy import PollPolicy, RetryPolicy
 from ._transport import AsyncDriver, SyncDriver
 
 __all__ = ["AsyncRetryTransport", "RetryTransport"]
@@ -39,6 +39,7 @@ class RetryTransport(SyncDriver, httpx2.BaseTransport):
         transport: httpx2.BaseTransport | None = None,
         *,
         policy: RetryPolicy | None = None,
+        poll: PollPolicy | Literal[False] | None = None,
         hooks: Iterable[RetryHook] | None = None,
         sleep: Callable[[float], None] | None = None,
         clock: Callable[[], float] | None = None,
@@ -46,6 +47,7 @@ class RetryTransport(SyncDriver, httpx2.BaseTransport):
         super().__init__(
             httpx2.HTTPTransport() if transport is None else transport,
             policy=policy,
+            poll=poll,
             hooks=hooks,
             sleep=sleep,
             clock=clock,
@@ -66,6 +68,7 @@ class AsyncRetryTransport(AsyncDriver, httpx2.AsyncBaseTransport):
         transport: httpx2.AsyncBaseTransport | None = None,
         *,
         policy: RetryPolicy | None = None,
+        poll: PollPolicy | Literal[False] | None = None,
         hooks: Iterable[RetryHook] | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
         clock: Callable[[], float] | None = None,
@@ -73,6 +76,7 @@ class AsyncRetryTransport(AsyncDriver, httpx2.AsyncBaseTransport):
         super().__init__(
             httpx2.AsyncHTTPTransport() if transport is None else transport,
             policy=policy,
+            poll=poll,
             hooks=hooks,
             sleep=sleep,
             clock=clock,
