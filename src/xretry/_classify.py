@@ -176,11 +176,26 @@ def classify_exception(
 ) -> Decision:
     """Classify an exception raised while sending ``method``.
 
+    An exception that carries a response (``httpx.HTTPStatusError``, xretry's own
+    :class:`APIStatusError`, an SDK's status error) is classified by that response.
+
     Connection failures before the request was sent are retried for every method. Failures after
     it may have reached the server are retried only for ``policy.idempotent_methods`` (POST is not
     among them by default: it is a billed generation). Anything that is not a transport failure is
     FATAL: it is a bug or a caller error, and retrying would repeat it.
     """
+    response = _response_of(exc)
+    if response is not None:  # HTTPStatusError, xretry's APIStatusError, SDK status errors
+        request = _request_of(response)
+        return classify_response(
+            method,
+            request.url.path if request is not None else "",
+            response.status_code,
+            response.headers,
+            _body_if_read(response),
+            policy=policy,
+            replayable=replayable,
+        )
     name = type(exc).__name__
     kind = "fatal"
     for cls in type(exc).__mro__:
@@ -239,6 +254,15 @@ def classify(
         policy=policy,
         now=now,
     )
+
+
+def _response_of(exc: BaseException) -> Any:
+    """The response an exception carries (``exc.response`` with an int ``status_code``), if any."""
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
+    if isinstance(status, int) and not isinstance(status, bool):
+        return response
+    return None
 
 
 def _request_of(outcome: Any) -> Any:

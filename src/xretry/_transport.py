@@ -37,6 +37,7 @@ from ._classify import (
 )
 from ._core import RetryCall, first_try_history, should_sleep
 from ._errors import display_url, request_secrets
+from ._gate import Gate
 from ._hooks import RetryHook, as_hooks
 from ._policy import PollPolicy, RetryPolicy
 
@@ -62,6 +63,7 @@ class _Driver(Generic[T]):
         *,
         policy: RetryPolicy | None,
         poll: PollPolicy | Literal[False] | None,
+        gate: Gate | None,
         hooks: Iterable[RetryHook] | None,
         clock: Callable[[], float] | None,
     ) -> None:
@@ -75,6 +77,9 @@ class _Driver(Generic[T]):
             _DEFAULT_POLL if poll is None else (None if poll is False else poll)
         )
         self._hooks = as_hooks(hooks)
+        if gate is not None and not isinstance(gate, Gate):
+            raise ValueError(f"gate must be an xretry.Gate, got {type(gate).__name__}")
+        self._gate = gate
         self._clock = time.monotonic if clock is None else clock
 
     @property
@@ -116,10 +121,9 @@ class _Driver(Generic[T]):
             return None
         return self._poll
 
-    @staticmethod
-    def _judge_response(request: Any, response: Any, call: RetryCall) -> Decision:
+    def _judge_response(self, request: Any, response: Any, call: RetryCall) -> Decision:
         status = response.status_code
-        return classify_response(
+        decision = classify_response(
             request.method,
             request.url.path,
             status,
@@ -129,6 +133,9 @@ class _Driver(Generic[T]):
             now=time.time(),
             replayable=call.replayable,
         )
+        if self._gate is not None:
+            self._gate.observe(status, decision.delay)
+        return decision
 
     @staticmethod
     def _judge_exception(request: Any, exc: Exception, call: RetryCall) -> Decision:
@@ -149,11 +156,12 @@ class SyncDriver(_Driver[Any]):
         *,
         policy: RetryPolicy | None = None,
         poll: PollPolicy | Literal[False] | None = None,
+        gate: Gate | None = None,
         hooks: Iterable[RetryHook] | None = None,
         sleep: Callable[[float], None] | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        super().__init__(transport, policy=policy, poll=poll, hooks=hooks, clock=clock)
+        super().__init__(transport, policy=policy, poll=poll, gate=gate, hooks=hooks, clock=clock)
         self._sleep = time.sleep if sleep is None else sleep
 
     def handle_request(self, request: Any) -> Any:
@@ -163,7 +171,7 @@ class SyncDriver(_Driver[Any]):
         start = self._clock()
         # Decided before sending: a transport may buffer a one-shot body while sending it.
         replayable = isinstance(request.stream, self._buffered)
-        if policy.deadline is not None:  # every attempt needs its timeouts capped: the full loop
+        if policy.deadline is not None or self._gate is not None:  # capped timeouts, or a gate
             return self._retry(request, policy, start, replayable, None)
         try:
             response = self._transport.handle_request(request)
@@ -197,6 +205,10 @@ class SyncDriver(_Driver[Any]):
 
     def _attempt(self, request: Any, call: RetryCall, sent: Any) -> tuple[Any, Decision]:
         if sent is None:
+            if self._gate is not None:
+                wait = self._gate.reserve()
+                if wait > 0 and should_sleep(wait):
+                    self._sleep(wait)
             call.bound_timeouts(request.extensions)
             try:
                 sent = self._transport.handle_request(request)
@@ -230,11 +242,12 @@ class AsyncDriver(_Driver[Any]):
         *,
         policy: RetryPolicy | None = None,
         poll: PollPolicy | Literal[False] | None = None,
+        gate: Gate | None = None,
         hooks: Iterable[RetryHook] | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        super().__init__(transport, policy=policy, poll=poll, hooks=hooks, clock=clock)
+        super().__init__(transport, policy=policy, poll=poll, gate=gate, hooks=hooks, clock=clock)
         self._sleep = _default_async_sleep if sleep is None else sleep
 
     async def handle_async_request(self, request: Any) -> Any:
@@ -243,7 +256,7 @@ class AsyncDriver(_Driver[Any]):
             policy = RetryPolicy.coerce(override, base=policy)
         start = self._clock()
         replayable = isinstance(request.stream, self._buffered)
-        if policy.deadline is not None:
+        if policy.deadline is not None or self._gate is not None:
             return await self._retry(request, policy, start, replayable, None)
         try:
             response = await self._transport.handle_async_request(request)
@@ -277,6 +290,10 @@ class AsyncDriver(_Driver[Any]):
 
     async def _attempt(self, request: Any, call: RetryCall, sent: Any) -> tuple[Any, Decision]:
         if sent is None:
+            if self._gate is not None:
+                wait = self._gate.reserve()
+                if wait > 0 and should_sleep(wait):
+                    await self._sleep(wait)
             call.bound_timeouts(request.extensions)
             try:
                 sent = await self._transport.handle_async_request(request)
@@ -317,6 +334,7 @@ class RetryTransport(SyncDriver, httpx.BaseTransport):
         *,
         policy: RetryPolicy | None = None,
         poll: PollPolicy | Literal[False] | None = None,
+        gate: Gate | None = None,
         hooks: Iterable[RetryHook] | None = None,
         sleep: Callable[[float], None] | None = None,
         clock: Callable[[], float] | None = None,
@@ -325,6 +343,7 @@ class RetryTransport(SyncDriver, httpx.BaseTransport):
             httpx.HTTPTransport() if transport is None else transport,
             policy=policy,
             poll=poll,
+            gate=gate,
             hooks=hooks,
             sleep=sleep,
             clock=clock,
@@ -349,6 +368,7 @@ class AsyncRetryTransport(AsyncDriver, httpx.AsyncBaseTransport):
         *,
         policy: RetryPolicy | None = None,
         poll: PollPolicy | Literal[False] | None = None,
+        gate: Gate | None = None,
         hooks: Iterable[RetryHook] | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
         clock: Callable[[], float] | None = None,
@@ -357,6 +377,7 @@ class AsyncRetryTransport(AsyncDriver, httpx.AsyncBaseTransport):
             httpx.AsyncHTTPTransport() if transport is None else transport,
             policy=policy,
             poll=poll,
+            gate=gate,
             hooks=hooks,
             sleep=sleep,
             clock=clock,

@@ -24,6 +24,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "xretry.httpx2 needs the httpx2 package: pip install 'xretry[httpx2]'"
     ) from exc
 
+from ._gate import Gate
 from ._hooks import RetryHook
 from ._policy import PollPolicy, RetryPolicy
 from ._transport import AsyncDriver, SyncDriver
@@ -40,6 +41,7 @@ class RetryTransport(SyncDriver, httpx2.BaseTransport):
         *,
         policy: RetryPolicy | None = None,
         poll: PollPolicy | Literal[False] | None = None,
+        gate: Gate | None = None,
         hooks: Iterable[RetryHook] | None = None,
         sleep: Callable[[float], None] | None = None,
         clock: Callable[[], float] | None = None,
@@ -48,6 +50,7 @@ class RetryTransport(SyncDriver, httpx2.BaseTransport):
             httpx2.HTTPTransport() if transport is None else transport,
             policy=policy,
             poll=poll,
+            gate=gate,
             hooks=hooks,
             sleep=sleep,
             clock=clock,
@@ -69,6 +72,7 @@ class AsyncRetryTransport(AsyncDriver, httpx2.AsyncBaseTransport):
         *,
         policy: RetryPolicy | None = None,
         poll: PollPolicy | Literal[False] | None = None,
+        gate: Gate | None = None,
         hooks: Iterable[RetryHook] | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
         clock: Callable[[], float] | None = None,
@@ -77,6 +81,7 @@ class AsyncRetryTransport(AsyncDriver, httpx2.AsyncBaseTransport):
             httpx2.AsyncHTTPTransport() if transport is None else transport,
             policy=policy,
             poll=poll,
+            gate=gate,
             hooks=hooks,
             sleep=sleep,
             clock=clock,
