@@ -13,10 +13,15 @@ today, the decorator and the deferred-completion poller build on the same core):
 from . import testing
 from ._classify import Decision, Verdict, classify
 from ._core import AttemptRecord, RetryHistory
+from ._deferred import AsyncDeferredCompletions, DeferredCompletions, DeferredOutcome
 from ._errors import (
     APIStatusError,
     AuthenticationError,
     BadRequestError,
+    DeferredError,
+    DeferredNotFoundError,
+    DeferredResultError,
+    DeferredTimeoutError,
     InvalidAPIKeyError,
     MethodNotAllowedError,
     NotFoundError,
@@ -30,23 +35,37 @@ from ._errors import (
     araise_for_status,
     raise_for_status,
 )
+from ._gate import Gate
 from ._hooks import RetryEvent, RetryHook
-from ._policy import RetryPolicy
-from ._transport import AsyncRetryTransport, RetryTransport
+from ._policy import PollPolicy, RetryPolicy
+from ._store import DeferredRecord, DeferredStore, SQLiteDeferredStore
+from ._transport import OUTER_LOOP, AsyncRetryTransport, RetryTransport
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "OUTER_LOOP",
     "APIStatusError",
+    "AsyncDeferredCompletions",
     "AsyncRetryTransport",
     "AttemptRecord",
     "AuthenticationError",
     "BadRequestError",
     "Decision",
+    "DeferredCompletions",
+    "DeferredError",
+    "DeferredNotFoundError",
+    "DeferredOutcome",
+    "DeferredRecord",
+    "DeferredResultError",
+    "DeferredStore",
+    "DeferredTimeoutError",
+    "Gate",
     "InvalidAPIKeyError",
     "MethodNotAllowedError",
     "NotFoundError",
     "PermissionDeniedError",
+    "PollPolicy",
     "QuotaExhaustedError",
     "RateLimitError",
     "RetryEvent",
@@ -54,6 +73,7 @@ __all__ = [
     "RetryHook",
     "RetryPolicy",
     "RetryTransport",
+    "SQLiteDeferredStore",
     "ServerError",
     "UnprocessableEntityError",
     "UnsupportedMediaTypeError",

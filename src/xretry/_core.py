@@ -42,6 +42,7 @@ __all__ = [
     "RetryHistory",
     "describe",
     "first_try_history",
+    "poll_gap",
     "should_sleep",
 ]
 
@@ -143,24 +144,32 @@ class _StopIfHintTooLong(stop_base):
         return hint is not None and hint > self._limit
 
 
-class _WaitPoll(wait_base):
-    """The polling schedule: ``interval * multiplier ** (n - 1)`` capped, jittered either way.
+def poll_gap(poll: PollPolicy, polls: int, rng: Callable[[], float], hint: float | None) -> float:
+    """Seconds until the next poll after ``polls`` answers of "not ready": pure, overflow-safe.
 
+    ``interval * multiplier ** (polls - 1)``, capped at ``max_interval``, spread by +/- ``jitter``.
     A ``retry-after`` the server sent with its 202 is a floor: never poll sooner than asked.
     """
+    try:
+        gap = poll.interval * poll.multiplier ** max(polls - 1, 0)
+    except OverflowError:
+        gap = poll.max_interval
+    gap = min(gap, poll.max_interval) * (1.0 + poll.jitter * (2.0 * rng() - 1.0))
+    return gap if hint is None else max(gap, hint)
+
+
+class _WaitPoll(wait_base):
+    """tenacity's wait for the polling machine: :func:`poll_gap` for the n-th 202."""
 
     def __init__(self, call: RetryCall, poll: PollPolicy, rng: Callable[[], float]) -> None:
         self._call = call
-        self._jitter = poll.jitter
+        self._poll = poll
         self._rng = rng
-        self._gap = tenacity.wait_exponential(
-            multiplier=poll.interval, exp_base=poll.multiplier, max=poll.max_interval
-        )
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> float:
-        gap = self._gap(retry_state) * (1.0 + self._jitter * (2.0 * self._rng() - 1.0))
-        hint = self._call.decision.delay
-        return gap if hint is None else max(gap, hint)
+        return poll_gap(
+            self._poll, retry_state.attempt_number, self._rng, self._call.decision.delay
+        )
 
 
 def _machine(

@@ -15,6 +15,10 @@
           ├── RateLimitError              429 (rate limited; retryable)
           ├── QuotaExhaustedError         429 for spent credits (never retried)
           └── ServerError                 5xx
+     DeferredError                       request_id
+      ├── DeferredTimeoutError            still not ready when the poll timeout ran out
+      ├── DeferredNotFoundError           unknown, expired (24 h) or already fetched id
+      └── DeferredResultError             the 200 arrived but its body is not a completion
 
 Each ``hint`` is the solution column of xAI's status table. Messages, reprs and notes are built
 from the response with the request's API key masked out, whatever the server echoed back.
@@ -32,6 +36,10 @@ __all__ = [
     "APIStatusError",
     "AuthenticationError",
     "BadRequestError",
+    "DeferredError",
+    "DeferredNotFoundError",
+    "DeferredResultError",
+    "DeferredTimeoutError",
     "InvalidAPIKeyError",
     "MethodNotAllowedError",
     "NotFoundError",
@@ -137,6 +145,74 @@ def _rebuild(
     error = cls(**fields)
     error.request_id = request_id
     return error
+
+
+class DeferredError(XRetryError):
+    """A deferred completion that could not be delivered; ``request_id`` says which."""
+
+    def __init__(self, message: str, *, request_id: str, hint: str) -> None:
+        self.request_id = request_id
+        self.hint = hint
+        super().__init__(f"{message}\nHint: {hint}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_deferred, (type(self), self.args), self.__dict__)
+
+
+def _rebuild_deferred(cls: type[DeferredError], args: tuple[Any, ...]) -> DeferredError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    return error
+
+
+class DeferredTimeoutError(DeferredError):
+    """Still pending when the poll timeout ran out. The result is not lost: wait again later."""
+
+    def __init__(self, request_id: str, *, waited: float, polls: int) -> None:
+        self.waited = waited
+        self.polls = polls
+        super().__init__(
+            f"deferred completion {request_id} not ready after {waited:.1f}s and {polls} polls",
+            request_id=request_id,
+            hint=(
+                "The job is still running: call wait() again with this request_id (within 24 "
+                "hours of submission), or raise PollPolicy.timeout."
+            ),
+        )
+
+
+class DeferredNotFoundError(DeferredError):
+    """The server does not know the id: unknown, expired after 24 hours, or already fetched.
+
+    ``status_code`` is what the server answered (404, or 400 for a malformed id).
+    """
+
+    def __init__(self, request_id: str, *, status_code: int, message: str) -> None:
+        self.status_code = status_code
+        super().__init__(
+            f"deferred completion {request_id} not found ({status_code}): {message}",
+            request_id=request_id,
+            hint=(
+                "A result can be fetched exactly once, within 24 hours. If this id was fetched "
+                "before, look for it in your DeferredStore; otherwise it expired or never existed."
+            ),
+        )
+
+
+class DeferredResultError(DeferredError):
+    """The completion was fetched (and paid for) but its body could not be read as JSON.
+
+    The raw body is kept in ``body`` (and in the store, when one is used): the server will not
+    send it again.
+    """
+
+    def __init__(self, request_id: str, *, body: bytes, reason: str) -> None:
+        self.body = body
+        super().__init__(
+            f"deferred completion {request_id} was fetched but its body is unusable: {reason}",
+            request_id=request_id,
+            hint="The raw body is on this error's .body attribute; the server won't resend it.",
+        )
 
 
 class BadRequestError(APIStatusError):

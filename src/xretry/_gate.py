@@ -70,6 +70,7 @@ class Gate:
         self._cooldown_until = 0.0
         self._last_decrease = -1e18
         self._successes: deque[float] = deque()
+        self._first_seen: float | None = None
         self._limited = 0
 
     @property
@@ -96,6 +97,8 @@ class Gate:
         """Learn from an outcome: a status (``None`` for a transport failure) and a server hint."""
         with self._lock:
             now = self._clock()
+            if self._first_seen is None:
+                self._first_seen = now
             if status_code == 429:
                 self._limited += 1
                 if hint is not None:
@@ -118,7 +121,10 @@ class Gate:
         if now - self._last_decrease < max(window, hint or 0.0):
             return  # one decrease per window: in-flight requests' 429s are one signal
         self._last_decrease = now
-        measured = len(self._successes) / window
+        # Successes per second over the last second, or over the time since the first outcome when
+        # that is shorter (a young gate would otherwise mistake a burst for a slow server).
+        span = min(window, max(now - (self._first_seen or now), 0.05))
+        measured = len(self._successes) / span
         if self._rate is None:
             new = measured * self._backoff
         else:

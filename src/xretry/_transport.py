@@ -41,9 +41,14 @@ from ._gate import Gate
 from ._hooks import RetryHook, as_hooks
 from ._policy import PollPolicy, RetryPolicy
 
-__all__ = ["AsyncRetryTransport", "RetryTransport"]
+__all__ = ["OUTER_LOOP", "AsyncDriver", "AsyncRetryTransport", "RetryTransport", "SyncDriver"]
 
 _DEFAULT_POLICY = RetryPolicy()
+
+#: ``request.extensions["xretry"] = OUTER_LOOP``: an outer xretry loop (the poller, the decorator)
+#: owns this request's retries. An xretry transport inside then sends it once and steps aside, so
+#: attempts never multiply.
+OUTER_LOOP: Any = type("OuterLoop", (), {"__repr__": lambda self: "xretry.OUTER_LOOP"})()
 _DEFAULT_POLL = PollPolicy()
 
 T = TypeVar("T")
@@ -80,6 +85,8 @@ class _Driver(Generic[T]):
         if gate is not None and not isinstance(gate, Gate):
             raise ValueError(f"gate must be an xretry.Gate, got {type(gate).__name__}")
         self._gate = gate
+        #: True for a driver that is itself the outer loop (it sets OUTER_LOOP on its requests).
+        self._outer = False
         self._clock = time.monotonic if clock is None else clock
 
     @property
@@ -167,7 +174,11 @@ class SyncDriver(_Driver[Any]):
     def handle_request(self, request: Any) -> Any:
         policy = self._policy
         if (override := request.extensions.get("xretry")) is not None:
-            policy = RetryPolicy.coerce(override, base=policy)
+            if override is OUTER_LOOP:
+                if not self._outer:
+                    return self._transport.handle_request(request)
+            else:
+                policy = RetryPolicy.coerce(override, base=policy)
         start = self._clock()
         # Decided before sending: a transport may buffer a one-shot body while sending it.
         replayable = isinstance(request.stream, self._buffered)
@@ -253,7 +264,11 @@ class AsyncDriver(_Driver[Any]):
     async def handle_async_request(self, request: Any) -> Any:
         policy = self._policy
         if (override := request.extensions.get("xretry")) is not None:
-            policy = RetryPolicy.coerce(override, base=policy)
+            if override is OUTER_LOOP:
+                if not self._outer:
+                    return await self._transport.handle_async_request(request)
+            else:
+                policy = RetryPolicy.coerce(override, base=policy)
         start = self._clock()
         replayable = isinstance(request.stream, self._buffered)
         if policy.deadline is not None or self._gate is not None:

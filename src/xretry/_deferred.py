@@ -1,0 +1,546 @@
+"""Deferred chat completions: submit, poll until ready, deliver every paid-for result exactly once.
+
+``DeferredCompletions(client)`` and ``AsyncDeferredCompletions(client)`` take an httpx (or httpx2)
+client whose ``base_url`` is the API root with ``/v1``. They own the retry and poll loop of their
+requests: a request they send is marked :data:`OUTER_LOOP`, so an xretry transport inside the client
+sends it once and steps aside, and attempts never multiply, whatever the client is built with.
+
+The loop is the transports' own driver (one core), run over the client's ``send``. With a
+:class:`DeferredStore`, ids and results are recorded before anyone sees them (see ``_store.py``).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import json
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from . import _testing
+from ._core import poll_gap
+from ._errors import (
+    DeferredNotFoundError,
+    DeferredResultError,
+    DeferredTimeoutError,
+    InvalidAPIKeyError,
+    XRetryError,
+    error_for_response,
+)
+from ._gate import Gate
+from ._headers import retry_hint
+from ._hooks import RetryHook
+from ._policy import PollPolicy, RetryPolicy
+from ._store import DeferredStore, SQLiteDeferredStore
+from ._transport import OUTER_LOOP, AsyncDriver, SyncDriver
+
+__all__ = ["AsyncDeferredCompletions", "DeferredCompletions", "DeferredOutcome"]
+
+_SUBMIT = "chat/completions"
+_POLL = "chat/deferred-completion/{}"
+
+
+@dataclass(frozen=True, slots=True)
+class DeferredOutcome:
+    """One job's end: its completion, or the error that ended it (never both)."""
+
+    request_id: str
+    completion: dict[str, Any] | None = None
+    error: Exception | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class _ClientTransport:
+    """An httpx or httpx2 client used as the inner transport of a driver."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def handle_request(self, request: Any) -> Any:
+        return self._client.send(request)
+
+    async def handle_async_request(self, request: Any) -> Any:
+        return await self._client.send(request)
+
+
+def _buffered_stream(client: Any) -> type:
+    """The client library's buffered body class (``httpx.ByteStream`` or httpx2's twin)."""
+    module = __import__(type(client).__module__.split(".")[0])
+    stream = getattr(module, "ByteStream", None)
+    if not isinstance(stream, type):
+        raise TypeError(
+            f"expected an httpx or httpx2 client, got {type(client).__module__}."
+            f"{type(client).__name__}"
+        )
+    return stream
+
+
+def _as_store(store: DeferredStore | str | Path | None) -> DeferredStore | None:
+    if store is None or isinstance(store, DeferredStore):
+        return store
+    if isinstance(store, str | Path):
+        return SQLiteDeferredStore(store)
+    raise ValueError(f"store must be a DeferredStore or a path, got {type(store).__name__}")
+
+
+class _Poller:
+    """What the sync and async pollers share: requests, answers, and the store's bookkeeping."""
+
+    _driver: Any
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        policy: RetryPolicy | None,
+        poll: PollPolicy | None,
+        store: DeferredStore | str | Path | None,
+        gate: Gate | None,
+        hooks: Iterable[RetryHook] | None,
+        clock: Callable[[], float] | None,
+    ) -> None:
+        if poll is not None and not isinstance(poll, PollPolicy):
+            raise ValueError(f"poll must be a PollPolicy, got {type(poll).__name__}")
+        self.client = client
+        self.poll = PollPolicy() if poll is None else poll
+        self.store = _as_store(store)
+        self._stream = _buffered_stream(client)
+        self._policy = policy
+        self._gate = gate
+        self._hooks = hooks
+        self._clock = time.monotonic if clock is None else clock
+
+    def _finish_driver(self, driver: Any) -> Any:
+        driver._buffered = self._stream
+        driver._outer = True
+        return driver
+
+    # -- requests -----------------------------------------------------------------------------
+
+    def _submit_request(self, body: Mapping[str, Any]) -> Any:
+        payload = {**body, "deferred": True}
+        return self.client.build_request(
+            "POST", _SUBMIT, json=payload, extensions={"xretry": OUTER_LOOP}
+        )
+
+    def _poll_request(self, request_id: str, poll: PollPolicy | bool) -> Any:
+        if not isinstance(request_id, str) or not request_id or "/" in request_id:
+            raise ValueError(f"request_id must be a non-empty id string, got {request_id!r}")
+        extensions: dict[str, Any] = {"xretry": OUTER_LOOP}
+        extensions["xretry.poll"] = poll if isinstance(poll, PollPolicy) else False
+        return self.client.build_request("GET", _POLL.format(request_id), extensions=extensions)
+
+    def _poll_policy(self, timeout: float | None) -> PollPolicy:
+        return self.poll if timeout is None else self.poll.replace(timeout=timeout)
+
+    # -- answers ------------------------------------------------------------------------------
+
+    def _submitted(self, response: Any) -> str:
+        error = error_for_response(response)
+        if error is not None:
+            raise error
+        try:
+            request_id = json.loads(response.content)["request_id"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise XRetryError(
+                f"the deferred submission was accepted ({response.status_code}) but the answer "
+                f"has no request_id: {response.content[:200]!r}"
+            ) from exc
+        if not isinstance(request_id, str) or not request_id:
+            raise XRetryError(f"the deferred submission returned a bad request_id: {request_id!r}")
+        if self.store is not None:
+            self.store.add(request_id)
+        return request_id
+
+    def _stored(self, request_id: str) -> dict[str, Any] | None:
+        """A result fetched earlier (served from the store, never fetched twice)."""
+        if self.store is None:
+            return None
+        record = self.store.get(request_id)
+        if record is None or record.state == "pending":
+            return None
+        if record.state == "done" and record.result is not None:
+            return record.result
+        raise DeferredNotFoundError(
+            request_id, status_code=404, message=f"stored as failed: {record.error}"
+        )
+
+    def _answered(self, request_id: str, response: Any) -> dict[str, Any]:
+        """The completion from the final poll response, recorded before anyone sees it."""
+        status = response.status_code
+        if status == 200:
+            body = response.content
+            try:
+                completion = json.loads(body)
+                if not isinstance(completion, dict):
+                    raise ValueError("not a JSON object")
+            except (ValueError, RecursionError) as exc:
+                if self.store is not None:
+                    self.store.fail(request_id, f"unusable body: {body[:2000]!r}")
+                raise DeferredResultError(request_id, body=body, reason=str(exc)) from None
+            if self.store is not None:
+                self.store.complete(request_id, completion)
+            return completion
+        if status == 202:
+            history = response.extensions.get("xretry")
+            polls = sum(1 for a in getattr(history, "attempts", ()) if a.status_code == 202)
+            raise DeferredTimeoutError(
+                request_id, waited=getattr(history, "elapsed", 0.0), polls=polls
+            )
+        error = error_for_response(response)
+        if status in (400, 404) and not isinstance(error, InvalidAPIKeyError):
+            message = error.message if error is not None else ""
+            if self.store is not None:
+                self.store.fail(request_id, f"{status}: {message}")
+            raise DeferredNotFoundError(request_id, status_code=status, message=message)
+        if error is not None:
+            raise error
+        raise XRetryError(f"unexpected answer {status} for deferred completion {request_id}")
+
+
+class DeferredCompletions(_Poller):
+    """Deferred chat completions over a sync ``httpx.Client`` (or ``httpx2.Client``).
+
+    Example::
+
+        client = httpx.Client(base_url="https://api.x.ai/v1", headers={"Authorization": ...})
+        deferred = xretry.DeferredCompletions(client, store="deferred.db")
+        completion = deferred.create(model="grok-4", messages=[{"role": "user", "content": "Hi"}])
+
+    ``submit`` and each poll are retried on 429/5xx under ``policy``; polling follows ``poll``.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        policy: RetryPolicy | None = None,
+        poll: PollPolicy | None = None,
+        store: DeferredStore | str | Path | None = None,
+        gate: Gate | None = None,
+        hooks: Iterable[RetryHook] | None = None,
+        sleep: Callable[[float], None] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        super().__init__(
+            client, policy=policy, poll=poll, store=store, gate=gate, hooks=hooks, clock=clock
+        )
+        self._sleep = time.sleep if sleep is None else sleep
+        self._driver = self._finish_driver(
+            SyncDriver(
+                _ClientTransport(client),
+                policy=policy,
+                poll=self.poll,
+                gate=gate,
+                hooks=hooks,
+                sleep=self._sleep,
+                clock=self._clock,
+            )
+        )
+
+    def submit(self, **body: Any) -> str:
+        """Send the chat-completion ``body`` with ``"deferred": true``; return the request id."""
+        return self._submitted(self._driver.handle_request(self._submit_request(body)))
+
+    def wait(self, request_id: str, *, timeout: float | None = None) -> dict[str, Any]:
+        """Poll until the completion is ready and return it (from the store if already fetched).
+
+        Raises :class:`DeferredTimeoutError` (carrying the id, to resume later) when ``timeout``
+        (default ``poll.timeout``) runs out, :class:`DeferredNotFoundError` for an unknown,
+        expired or already-fetched id, and the typed status errors for anything else fatal.
+        """
+        stored = self._stored(request_id)
+        if stored is None:
+            request = self._poll_request(request_id, self._poll_policy(timeout))
+            stored = self._answered(request_id, self._driver.handle_request(request))
+        if self.store is not None:
+            self.store.acknowledge(request_id)
+        return stored
+
+    def create(self, *, timeout: float | None = None, **body: Any) -> dict[str, Any]:
+        """``submit`` then ``wait``, with the first poll ``poll.first_delay`` after submitting."""
+        request_id = self.submit(**body)
+        self._pause(self.poll.first_delay)
+        return self.wait(request_id, timeout=timeout)
+
+    def resume(self, *, timeout: float | None = None) -> Iterator[DeferredOutcome]:
+        """After a crash: yield the results fetched but not acknowledged, then finish pending ids.
+
+        Each outcome is acknowledged when you ask for the next one, so one you were handling when
+        the process died is handed over again; key your side effects by ``request_id``.
+        """
+        if self.store is None:
+            raise ValueError("resume() needs a store: DeferredCompletions(client, store=...)")
+        for request_id in [*self.store.unacknowledged(), *self.store.pending()]:
+            try:
+                outcome = DeferredOutcome(request_id, self._wait_unacked(request_id, timeout))
+            except (XRetryError, OSError) as exc:
+                outcome = DeferredOutcome(request_id, error=exc)
+            yield outcome
+            if outcome.ok:
+                self.store.acknowledge(request_id)
+
+    def _wait_unacked(self, request_id: str, timeout: float | None) -> dict[str, Any]:
+        stored = self._stored(request_id)
+        if stored is not None:
+            return stored
+        request = self._poll_request(request_id, self._poll_policy(timeout))
+        return self._answered(request_id, self._driver.handle_request(request))
+
+    def _pause(self, seconds: float) -> None:
+        if seconds > 0 and _testing.active() is None:
+            self._sleep(seconds)
+        elif seconds > 0:
+            _testing.active().record(seconds)  # type: ignore[union-attr]
+
+
+async def _default_sleep(seconds: float) -> None:
+    await anyio.sleep(seconds)
+
+
+@dataclass(order=True)
+class _Job:
+    due: float
+    seq: int
+    request_id: str = ""
+    polls: int = 0
+    started: float = 0.0
+
+
+class AsyncDeferredCompletions(_Poller):
+    """Deferred chat completions over an ``httpx.AsyncClient`` (or httpx2's), asyncio or trio.
+
+    Besides ``submit`` / ``wait`` / ``create``, :meth:`as_completed` runs many jobs at once with
+    bounded concurrency, all polls on one shared schedule and one shared :class:`Gate`, so
+    thousands of pending jobs don't flood the rate limit.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        policy: RetryPolicy | None = None,
+        poll: PollPolicy | None = None,
+        store: DeferredStore | str | Path | None = None,
+        gate: Gate | None = None,
+        hooks: Iterable[RetryHook] | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        super().__init__(
+            client,
+            policy=policy,
+            poll=poll,
+            store=store,
+            gate=Gate() if gate is None else gate,
+            hooks=hooks,
+            clock=clock,
+        )
+        self._sleep = _default_sleep if sleep is None else sleep
+        self._driver = self._finish_driver(
+            AsyncDriver(
+                _ClientTransport(client),
+                policy=policy,
+                poll=self.poll,
+                gate=self._gate,
+                hooks=hooks,
+                sleep=self._sleep,
+                clock=self._clock,
+            )
+        )
+
+    @property
+    def gate(self) -> Gate:
+        """The gate every request of this poller passes (shared cooldown, adaptive pacing)."""
+        assert self._gate is not None
+        return self._gate
+
+    async def submit(self, **body: Any) -> str:
+        """Send ``body`` with ``"deferred": true``; return the request id (stored first)."""
+        return self._submitted(await self._driver.handle_async_request(self._submit_request(body)))
+
+    async def wait(self, request_id: str, *, timeout: float | None = None) -> dict[str, Any]:
+        """Poll until ready; see :meth:`DeferredCompletions.wait`."""
+        stored = self._stored(request_id)
+        if stored is None:
+            request = self._poll_request(request_id, self._poll_policy(timeout))
+            stored = self._answered(request_id, await self._driver.handle_async_request(request))
+        if self.store is not None:
+            self.store.acknowledge(request_id)
+        return stored
+
+    async def create(self, *, timeout: float | None = None, **body: Any) -> dict[str, Any]:
+        """``submit`` then ``wait``, first poll ``poll.first_delay`` after submitting."""
+        request_id = await self.submit(**body)
+        await self._pause(self.poll.first_delay)
+        return await self.wait(request_id, timeout=timeout)
+
+    async def _pause(self, seconds: float) -> None:
+        schedule = _testing.active()
+        if schedule is not None:
+            schedule.record(seconds)
+        elif seconds > 0:
+            await self._sleep(seconds)
+
+    @asynccontextmanager
+    async def as_completed(
+        self,
+        jobs: Iterable[str | Mapping[str, Any]] = (),
+        *,
+        concurrency: int = 32,
+        timeout: float | None = None,
+        resume: bool = False,
+    ) -> AsyncIterator[AsyncIterator[DeferredOutcome]]:
+        """Run many jobs; iterate their outcomes in the order they complete.
+
+        ``jobs`` are request ids (already submitted) or chat-completion bodies (submitted here).
+        ``resume=True`` adds the store's unacknowledged results and pending ids. At most
+        ``concurrency`` requests are in flight; every poll follows one shared schedule (each job's
+        own ``PollPolicy`` gaps, dispatched in due order) through one shared gate. Each outcome is
+        acknowledged in the store when you ask for the next one. Leaving the block early cancels
+        the rest (their ids stay pending in the store, to resume).
+
+        Example::
+
+            async with deferred.as_completed(bodies, concurrency=16) as results:
+                async for outcome in results:
+                    print(outcome.request_id, outcome.completion or outcome.error)
+        """
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"concurrency must be an int >= 1, got {concurrency!r}")
+        ids: list[str] = []
+        bodies: list[Mapping[str, Any]] = []
+        for job in jobs:
+            (ids if isinstance(job, str) else bodies).append(job)  # type: ignore[arg-type]
+        if resume:
+            if self.store is None:
+                raise ValueError("resume=True needs a store")
+            ids = [*self.store.unacknowledged(), *self.store.pending(), *ids]
+        runner = _Batch(self, concurrency, self._poll_policy(timeout))
+        send, receive = anyio.create_memory_object_stream[DeferredOutcome](max_buffer_size=1 << 30)
+        async with anyio.create_task_group() as group, receive:
+            group.start_soon(runner.run, list(dict.fromkeys(ids)), bodies, send)
+            try:
+                yield self._acknowledging(receive)
+            finally:
+                group.cancel_scope.cancel()
+
+    async def _acknowledging(
+        self, receive: MemoryObjectReceiveStream[DeferredOutcome]
+    ) -> AsyncIterator[DeferredOutcome]:
+        previous: DeferredOutcome | None = None
+        async for outcome in receive:
+            if previous is not None and previous.ok and self.store is not None:
+                self.store.acknowledge(previous.request_id)
+            previous = outcome
+            yield outcome
+        if previous is not None and previous.ok and self.store is not None:
+            self.store.acknowledge(previous.request_id)
+
+
+class _Batch:
+    """The shared schedule behind ``as_completed``: one heap of due polls, one dispatcher."""
+
+    def __init__(self, poller: AsyncDeferredCompletions, concurrency: int, poll: PollPolicy):
+        self.poller = poller
+        self.poll = poll
+        self.limiter = anyio.CapacityLimiter(concurrency)
+        self.heap: list[_Job] = []
+        self.seq = itertools.count()
+        self.outstanding = 0
+        self.wakeup = anyio.Event()
+        self.rng = (lambda: 0.5) if _testing.active() is not None else random.random
+
+    def push(self, job: _Job) -> None:
+        heapq.heappush(self.heap, job)
+        self.wakeup.set()
+
+    async def run(
+        self,
+        ids: list[str],
+        bodies: list[Mapping[str, Any]],
+        send: MemoryObjectSendStream[DeferredOutcome],
+    ) -> None:
+        clock = self.poller._clock
+        async with send, anyio.create_task_group() as group:
+            now = clock()
+            for request_id in ids:
+                self.outstanding += 1
+                self.push(_Job(now, next(self.seq), request_id, 0, now))
+            for body in bodies:
+                self.outstanding += 1
+                group.start_soon(self._submit, body, send)
+            while self.outstanding:
+                now = clock()
+                while self.heap and self.heap[0].due <= now:
+                    group.start_soon(self._poll_once, heapq.heappop(self.heap), send)
+                self.wakeup = anyio.Event()
+                wait = (self.heap[0].due - now) if self.heap else None
+                if wait is not None and _testing.active() is not None:
+                    _testing.active().record(wait)  # type: ignore[union-attr]
+                    continue
+                with anyio.move_on_after(wait if wait is not None else 3600.0):
+                    await self.wakeup.wait()
+
+    async def _submit(
+        self, body: Mapping[str, Any], send: MemoryObjectSendStream[DeferredOutcome]
+    ) -> None:
+        async with self.limiter:
+            try:
+                request_id = await self.poller.submit(**body)
+            except Exception as exc:
+                self.outstanding -= 1
+                await send.send(DeferredOutcome("", error=exc))
+                self.wakeup.set()
+                return
+        now = self.poller._clock()
+        self.push(_Job(now + self.poll.first_delay, next(self.seq), request_id, 0, now))
+
+    async def _poll_once(self, job: _Job, send: MemoryObjectSendStream[DeferredOutcome]) -> None:
+        poller = self.poller
+        async with self.limiter:
+            try:
+                stored = poller._stored(job.request_id)
+                if stored is None:
+                    request = poller._poll_request(job.request_id, False)
+                    response = await poller._driver.handle_async_request(request)
+                    if response.status_code == 202:
+                        await response.aclose()
+                        self._reschedule(job, response, send)
+                        return
+                    stored = poller._answered(job.request_id, response)
+                outcome = DeferredOutcome(job.request_id, stored)
+            except Exception as exc:
+                outcome = DeferredOutcome(job.request_id, error=exc)
+        self.outstanding -= 1
+        await send.send(outcome)
+        self.wakeup.set()
+
+    def _reschedule(
+        self, job: _Job, response: Any, send: MemoryObjectSendStream[DeferredOutcome]
+    ) -> None:
+        now = self.poller._clock()
+        job.polls += 1
+        hint = retry_hint(response.headers, now=time.time())  # a 202's retry-after is a floor
+        gap = poll_gap(self.poll, job.polls, self.rng, hint)
+        timeout = self.poll.timeout
+        if timeout is not None and now + gap - job.started >= timeout:
+            self.outstanding -= 1
+            error = DeferredTimeoutError(job.request_id, waited=now - job.started, polls=job.polls)
+            send.send_nowait(DeferredOutcome(job.request_id, error=error))
+            self.wakeup.set()
+            return
+        job.due = now + gap
+        job.seq = next(self.seq)
+        self.push(job)
