@@ -148,12 +148,7 @@ class EmulatorApp:
         path: str = scope["path"]
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         body = await _read_body(receive)
-        endpoint = _endpoint(path)
-        self._count("requests", f"requests.{endpoint}")
-        retry_count = headers.get("x-stainless-retry-count", "0")
-        if retry_count.isdigit() and int(retry_count) > 0:
-            self._count("sdk_retries")
-
+        # The emulator's own endpoints are not API traffic: they are answered uncounted.
         if path == "/_stats" and method == "GET":
             await _json(send, 200, self.stats())
             return
@@ -161,6 +156,11 @@ class EmulatorApp:
             self.reset_stats()
             await _json(send, 200, {"reset": True})
             return
+        endpoint = _endpoint(path)
+        self._count("requests", f"requests.{endpoint}")
+        retry_count = headers.get("x-stainless-retry-count", "0")
+        if retry_count.isdigit() and int(retry_count) > 0:
+            self._count("sdk_retries")
 
         allowed = _allowed_methods(path)
         if allowed is None:
@@ -168,7 +168,10 @@ class EmulatorApp:
             return
         if method not in allowed:
             await self._error(
-                send, 405, f"Method {method} is not allowed on {path}; use {'/'.join(allowed)}."
+                send,
+                405,
+                f"Method {method} is not allowed on {path}; use {'/'.join(allowed)}.",
+                {"allow": ", ".join(allowed)},
             )
             return
 
@@ -347,8 +350,7 @@ class EmulatorApp:
         elif kind == "drop_before":
             await _drop(send)
         elif kind == "hang":
-            await anyio.sleep(fault.seconds)
-            await _drop(send)
+            await anyio.sleep_forever()  # until the client gives up or the server stops
         return True
 
     # -- the API ------------------------------------------------------------------------------

@@ -44,7 +44,7 @@ FAULT_KINDS: dict[str, str] = {
     "truncate": "send a 200 whose JSON body is cut short (content-length lies)",
     "garbage": "send a 200 whose body is not JSON",
     "html": "send a 502 with an HTML page, as a proxy or gateway would",
-    "hang": "accept the request and never answer (until the server stops)",
+    "hang": "accept the request and never answer (until the client gives up or the server stops)",
 }
 HINT_MODES = ("none", "retry-after", "full")
 
@@ -55,6 +55,12 @@ def _number(name: str, value: object, *, minimum: float = 0.0, maximum: float = 
     if not minimum <= value <= maximum:
         raise ValueError(f"{name} must be between {minimum:g} and {maximum:g}, got {value!r}")
     return float(value)
+
+
+def _pair(name: str, value: object, *, maximum: float = math.inf) -> tuple[float, float]:
+    if isinstance(value, str) or not isinstance(value, list | tuple) or len(value) != 2:
+        raise ValueError(f"{name} must be a pair [min, max] of seconds, got {value!r}")
+    return _number(name, value[0], maximum=maximum), _number(name, value[1], maximum=maximum)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +88,15 @@ class Fault:
             raise ValueError(f"fault kind must be one of {sorted(FAULT_KINDS)}, got {self.kind!r}")
         _number("fault rate", self.rate, maximum=1.0)
         schedule: list[int | tuple[int, int]] = []
-        for item in self.schedule:
+        given: object = self.schedule
+        if not isinstance(given, list | tuple):
+            raise ValueError(f"fault schedule must be a list, got {given!r}")
+        for item in given:
             if isinstance(item, list | tuple):
                 if len(item) != 2 or not all(isinstance(i, int) and i >= 1 for i in item):
                     raise ValueError(f"fault schedule ranges are [first, last], got {item!r}")
+                if item[1] < item[0]:
+                    raise ValueError(f"fault schedule range ends before it starts: {item!r}")
                 schedule.append((int(item[0]), int(item[1])))
             elif isinstance(item, int) and not isinstance(item, bool) and item >= 1:
                 schedule.append(item)
@@ -93,7 +104,7 @@ class Fault:
                 raise ValueError(f"fault schedule holds {item!r}: use request numbers >= 1")
         object.__setattr__(self, "schedule", tuple(schedule))
         if self.window is not None:
-            start, end = (_number("fault window", v) for v in self.window)
+            start, end = _pair("fault window", self.window)
             if end < start:
                 raise ValueError(f"fault window ends before it starts: {self.window!r}")
             object.__setattr__(self, "window", (start, end))
@@ -153,7 +164,7 @@ class Scenario:
                 raise ValueError(f"{name} must be a list of keys, got {value!r}")
             object.__setattr__(self, name, frozenset(str(v) for v in value))
         models: object = self.models
-        if isinstance(models, str) or not models:
+        if isinstance(models, str) or not isinstance(models, list | tuple) or not models:
             raise ValueError(f"models must be a non-empty list of names, got {self.models!r}")
         object.__setattr__(self, "models", tuple(str(m) for m in self.models))
         if self.rate_limit is not None:
@@ -162,13 +173,16 @@ class Scenario:
             raise ValueError(f"burst must be an int >= 1, got {self.burst!r}")
         if self.hints not in HINT_MODES:
             raise ValueError(f"hints must be one of {HINT_MODES}, got {self.hints!r}")
-        low, high = (_number("ready_after", v, maximum=86400.0) for v in self.ready_after)
+        low, high = _pair("ready_after", self.ready_after, maximum=86400.0)
         if high < low:
             raise ValueError(f"ready_after is [min, max], got {self.ready_after!r}")
         object.__setattr__(self, "ready_after", (low, high))
         _number("expire_after", self.expire_after, minimum=0.001)
         _number("latency", self.latency, maximum=3600.0)
-        faults = tuple(f if isinstance(f, Fault) else Fault(**f) for f in self.faults)
+        given: object = self.faults
+        if not isinstance(given, list | tuple):
+            raise ValueError(f"faults must be a list of Fault, got {given!r}")
+        faults = tuple(_fault(f) for f in given)
         object.__setattr__(self, "faults", faults)
 
     # -- loading ------------------------------------------------------------------------------
@@ -199,6 +213,8 @@ class Scenario:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ValueError(f"cannot read scenario file {path}: {exc.strerror or exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"scenario file {path} is not UTF-8 text: {exc}") from exc
         try:
             data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
         except (ValueError, tomllib.TOMLDecodeError) as exc:

@@ -130,6 +130,7 @@ class EmulatorServer:
             self._thread.join(timeout)
         if self._socket is not None:
             self._socket.close()
+        self._socket = None
         self._thread = None
         self._server = None
 
