@@ -25,9 +25,9 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(autouse=True)
 def _reset_test_mode() -> Iterator[None]:
     """No test leaks xretry's global test mode into the next one."""
-    previous = _testing.swap(None)
+    saved = _testing.reset()
     yield
-    _testing.swap(previous)
+    _testing.restore(saved)
 
 
 @dataclass(frozen=True)

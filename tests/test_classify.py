@@ -425,3 +425,24 @@ def test_classify_response_is_total(
         assert decision.verdict in (Verdict.SUCCESS, Verdict.POLL)
     else:
         assert decision.verdict in (Verdict.RETRY, Verdict.FATAL)
+
+
+def test_ratelimit_budget_headers_are_no_wait_on_a_503() -> None:
+    """OpenAI-style servers send x-ratelimit-* on every response; a 503 must not wait 120 s."""
+    headers = {"x-ratelimit-reset-requests": "2m0s", "x-ratelimit-remaining-requests": "0"}
+    decision = classify_response("POST", "/v1/chat/completions", 503, headers)
+    assert (decision.verdict, decision.delay) == (Verdict.RETRY, None)
+    decision = classify_response("POST", "/v1/chat/completions", 429, headers)
+    assert decision.delay == 120.0
+
+
+@pytest.mark.parametrize("value", ["0", "Thu, 01 Jan 1970 00:00:00 GMT"])
+def test_a_zero_wait_is_no_hint(value: str) -> None:
+    """Used as is, 0 s would burn every attempt at once: backoff decides instead."""
+    decision = classify_response("GET", "/v1/models", 429, {"retry-after": value}, now=1e9)
+    assert (decision.verdict, decision.delay) == (Verdict.RETRY, None)
+
+
+def test_quota_phrases_are_anchored() -> None:
+    body = b'{"error": "Rate limit reached. Buy credits to raise it."}'
+    assert classify_response("POST", "/v1/chat/completions", 429, {}, body).verdict is Verdict.RETRY

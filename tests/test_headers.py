@@ -243,18 +243,20 @@ def test_rate_limit_reset_both_exhausted_waits_for_both() -> None:
     assert rate_limit_reset(headers) == 1.0
 
 
-@pytest.mark.parametrize(
-    "remaining",
-    [{}, {"x-ratelimit-remaining-requests": "3", "x-ratelimit-remaining-tokens": "9"}],
-    ids=["no-remaining", "none-exhausted"],
-)
-def test_rate_limit_reset_unknown_window_uses_the_shorter(remaining: dict[str, str]) -> None:
+def test_rate_limit_reset_unknown_window_uses_the_shorter() -> None:
+    headers = {"x-ratelimit-reset-requests": "6m0s", "x-ratelimit-reset-tokens": "20ms"}
+    assert rate_limit_reset(headers) == pytest.approx(0.02)
+
+
+def test_rate_limit_reset_with_no_window_exhausted_is_no_hint() -> None:
+    """Servers send these on every response: a budget, not a wait (a 503 must not idle 6 min)."""
     headers = {
         "x-ratelimit-reset-requests": "6m0s",
         "x-ratelimit-reset-tokens": "20ms",
-        **remaining,
+        "x-ratelimit-remaining-requests": "3",
+        "x-ratelimit-remaining-tokens": "9",
     }
-    assert rate_limit_reset(headers) == pytest.approx(0.02)
+    assert rate_limit_reset(headers) is None
 
 
 def test_rate_limit_reset_single_window() -> None:

@@ -11,12 +11,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import pytest
 
 import xretry
 from xretry import RetryPolicy, Verdict
 
-from .conftest import FakeClock, Flavour
+from .conftest import FLAVOURS, FakeClock, Flavour
 
 URL = "https://api.x.ai/v1/chat/completions"
 MODELS = "https://api.x.ai/v1/models"
@@ -370,9 +371,9 @@ def test_deadline_caps_each_attempts_timeouts(flavour: Flavour) -> None:
     assert clock.now - 1000.0 <= 10.0
 
 
-def test_read_error_while_reading_a_429_body_counts_as_that_attempts_failure(
-    flavour: Flavour,
-) -> None:
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_an_unreadable_429_body_is_still_a_429_and_is_closed(flavour: Flavour, method: str) -> None:
+    """A 429 means the server did not process the request: even a POST is retried."""
     http = flavour.http
 
     class Broken(http.SyncByteStream):  # type: ignore[misc,name-defined]
@@ -386,15 +387,28 @@ def test_read_error_while_reading_a_429_body_counts_as_that_attempts_failure(
             Broken.closed = True
 
     def broken_429(request: Any) -> Any:
-        return http.Response(429, stream=Broken())
+        return http.Response(429, headers={"content-length": "100"}, stream=Broken())
 
-    outcome = run_sync(flavour, [broken_429, 200], method="GET", url=MODELS)
+    outcome = run_sync(flavour, [broken_429, 200], method=method, url=MODELS)
     assert outcome.response.status_code == 200
     assert Broken.closed
     first = outcome.response.extensions["xretry"].attempts[0]
-    assert first.status_code is None
-    assert first.error is not None
-    assert first.error.startswith("ReadError")
+    assert (first.status_code, first.verdict) == (429, Verdict.RETRY)
+
+
+def test_a_large_or_unsized_429_body_is_not_read(flavour: Flavour) -> None:
+    tracked: list[Tracked] = []
+
+    def big_429(request: Any) -> Any:
+        body = Tracked(flavour, b"x" * 100)
+        tracked.append(body)
+        headers = {} if len(tracked) == 1 else {"content-length": str(10**9)}
+        return flavour.http.Response(429, headers=headers, stream=body.stream())
+
+    outcome = run_sync(flavour, [big_429, big_429, 200], method="GET", url=MODELS)
+    assert outcome.response.status_code == 200
+    assert [t.read for t in tracked] == [False, False]
+    assert all(t.closed for t in tracked)
 
 
 def test_hooks_get_events_and_a_failing_hook_costs_nothing(
@@ -527,3 +541,90 @@ def test_default_inner_transport_with_respx() -> None:
             response = client.post(URL, json={"model": "grok-4"})
     assert response.status_code == 200
     assert route.call_count == 2
+
+
+# -- review findings: each of these was a defect once --------------------------------------------
+
+
+def test_reraised_exception_is_not_chained_to_the_first_attempts(flavour: Flavour) -> None:
+    outcome = run_sync(flavour, ["ConnectError"], policy=NO_JITTER.replace(max_attempts=3), json={})
+    assert outcome.error is not None
+    assert outcome.error.__context__ is None
+
+
+def test_no_doomed_attempt_when_a_sleep_overruns_the_deadline(flavour: Flavour) -> None:
+    clock = FakeClock()
+
+    def oversleep(seconds: float) -> None:
+        clock.sleep(seconds + 5.0)  # the machine stalls: the sleep overruns by 5 s
+
+    server = Server(flavour, [503, 200])
+    transport = flavour.RetryTransport(
+        flavour.mock(server),
+        policy=NO_JITTER.replace(deadline=3.0),
+        sleep=oversleep,
+        clock=clock,
+    )
+    with flavour.http.Client(transport=transport) as client:
+        response = client.get(MODELS)
+    assert len(server.requests) == 1  # no second attempt with zero timeouts
+    assert response.status_code == 503
+    assert response.content == b""  # its body was not kept; the status and history were
+    assert response.extensions["xretry"].gave_up
+
+
+def test_out_of_order_no_wait_contexts_leave_the_other_one_on() -> None:
+    from xretry import _testing
+
+    outer = xretry.testing.no_wait()
+    inner = xretry.testing.no_wait()
+    a = outer.__enter__()
+    b = inner.__enter__()
+    outer.__exit__(None, None, None)
+    assert _testing.active() is b
+    inner.__exit__(None, None, None)
+    assert _testing.active() is None
+    assert a is not b
+
+
+def test_a_request_of_the_other_library_is_refused_with_advice(flavour: Flavour) -> None:
+    other = FLAVOURS["httpx2" if flavour.name == "httpx" else "httpx"]
+    transport = other.RetryTransport(other.mock(lambda r: other.http.Response(200)))
+    with (
+        flavour.http.Client(transport=transport) as client,
+        pytest.raises(TypeError, match="xretry"),
+    ):
+        client.post(URL, json={"model": "grok-4"})
+
+
+def test_multipart_uploads_are_replayed(flavour: Flavour) -> None:
+    outcome = run_sync(
+        flavour, [503, 200], files={"file": ("a.jsonl", b'{"x": 1}\n')}, data={"purpose": "batch"}
+    )
+    assert outcome.response.status_code == 200
+    first, second = (r.read() for r in outcome.server.requests)
+    assert first == second
+    assert b'{"x": 1}' in first
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_429_body_read_closes_the_response(flavour: Flavour) -> None:
+    http = flavour.http
+    closed: list[bool] = []
+
+    class Slow(http.AsyncByteStream):  # type: ignore[misc,name-defined]
+        async def __aiter__(self) -> Any:
+            yield b'{"code": '
+            await anyio.sleep_forever()
+
+        async def aclose(self) -> None:
+            closed.append(True)
+
+    def slow_429(request: Any) -> Any:
+        return http.Response(429, headers={"content-length": "50"}, stream=Slow())
+
+    transport = flavour.AsyncRetryTransport(flavour.mock(slow_429))
+    async with http.AsyncClient(transport=transport) as client:
+        with anyio.move_on_after(0.05):
+            await client.get(MODELS)
+    assert closed == [True]

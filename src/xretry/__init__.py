@@ -44,7 +44,6 @@ from ._transport import OUTER_LOOP, AsyncRetryTransport, RetryTransport
 __version__ = "0.1.0.dev0"
 
 __all__ = [
-    "OUTER_LOOP",
     "APIStatusError",
     "AsyncDeferredCompletions",
     "AsyncRetryTransport",
@@ -64,6 +63,7 @@ __all__ = [
     "InvalidAPIKeyError",
     "MethodNotAllowedError",
     "NotFoundError",
+    "OUTER_LOOP",
     "PermissionDeniedError",
     "PollPolicy",
     "QuotaExhaustedError",

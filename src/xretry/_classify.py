@@ -66,7 +66,8 @@ _DEFERRED_PATH = re.compile(r"/chat/deferred-completion/[^/]+/?$")
 #: A 429 that means "out of money", not "slow down": xAI's "used all available credits or reached
 #: its monthly spending limit", and OpenAI's ``insufficient_quota``. Retrying only burns time.
 _QUOTA_BODY = re.compile(
-    rb"credits|spending limit|insufficient_quota|exceeded your current quota", re.IGNORECASE
+    rb"used all available credits|spending limit|insufficient_quota|exceeded your current quota",
+    re.IGNORECASE,
 )
 
 #: Only this many bytes of a 429 body are searched: the phrase sits near the start.
@@ -115,7 +116,7 @@ def classify_response(
     status = status_code
     if status < 400:
         if status == 202 and is_deferred_poll(method, path):
-            hint = _hint(headers, policy, now)
+            hint = _hint(headers, policy, now, rate_limited=False)
             return Decision(Verdict.POLL, "202 Accepted: deferred completion not ready yet", hint)
         return Decision(Verdict.SUCCESS, status_text(status))
 
@@ -130,13 +131,19 @@ def classify_response(
     if not replayable:
         return Decision(Verdict.FATAL, f"{text}: request body is a one-shot stream, not replayable")
     reason = f"{text}: server sent x-should-retry: true" if should_retry else text
-    return Decision(Verdict.RETRY, reason, _hint(headers, policy, now))
+    return Decision(Verdict.RETRY, reason, _hint(headers, policy, now, rate_limited=status == 429))
 
 
-def _hint(headers: Mapping[str, str], policy: RetryPolicy, now: float | None) -> float | None:
+def _hint(
+    headers: Mapping[str, str], policy: RetryPolicy, now: float | None, *, rate_limited: bool
+) -> float | None:
+    """The server's wait, or ``None``; a zero wait (``retry-after: 0``, a date already past) is
+    no hint either: used as is, it would burn every attempt at once (the openai SDK's rule too).
+    """
     if not policy.respect_retry_after:
         return None
-    return retry_hint(headers, now=time.time() if now is None else now)
+    hint = retry_hint(headers, now=time.time() if now is None else now, rate_limited=rate_limited)
+    return hint if hint is not None and hint > 0 else None
 
 
 #: Transport failures by class name, for httpx, httpx2 and httpcore alike (they share the names),

@@ -317,16 +317,30 @@ class RetryCall:
             return None
         return max(deadline - (self._clock() - self._start), 0.0)
 
+    def expired(self) -> bool:
+        """True when too little of the deadline is left to start another attempt.
+
+        tenacity's ``stop_before_delay`` never plans a sleep past the deadline, but a real sleep
+        can overrun; an attempt with (nearly) zero timeouts would fail for certain and replace the
+        last real answer with a timeout.
+        """
+        deadline = self.deadline
+        if deadline is None:
+            return False
+        remaining = self.remaining()
+        return remaining is not None and remaining <= min(0.05, deadline * 0.01)
+
     def bound_timeouts(self, extensions: MutableMapping[str, Any]) -> None:
         """Cap the next attempt's httpx timeouts at what is left of the deadline."""
         remaining = self.remaining()
         if remaining is None:
             return
         original = self.timeouts or {}
-        extensions["timeout"] = {
-            key: remaining if original.get(key) is None else min(original[key] or 0.0, remaining)
-            for key in ("connect", "read", "write", "pool")
-        }
+        capped: dict[str, float] = {}
+        for key in ("connect", "read", "write", "pool"):
+            given = original.get(key)
+            capped[key] = remaining if given is None else min(given, remaining)
+        extensions["timeout"] = capped
 
     # -- the end --------------------------------------------------------------------------------
 
@@ -341,7 +355,8 @@ class RetryCall:
         self._records.append(record)
         elapsed = self._clock() - self._start
         history = RetryHistory(tuple(self._records), gave_up, stop_reason, elapsed)
-        if gave_up:
+        # max_attempts=1 without polling is "no retries", asked for: nothing was given up.
+        if gave_up and (self.policy.max_attempts > 1 or self.poll is not None):
             emit(self._hooks, self._event("give_up", record))
         if isinstance(outcome, BaseException) and len(self._records) > 1:
             outcome.add_note(describe(history))

@@ -394,7 +394,7 @@ def _parse_body(body: bytes) -> tuple[str | None, str | None]:
     lowered = text[:200].lower()
     if lowered.startswith(("<!doctype html", "<html")) or "<body" in lowered:
         return None, "the server answered with an HTML page (a proxy or gateway error?)"
-    if text[:1] in "{[":
+    if data is None and text[:1] in "{[":
         return None, f"unparseable JSON body: {text}"
     return None, text
 

@@ -131,27 +131,36 @@ def rate_limit_reset(headers: Mapping[str, str]) -> float | None:
 
     A window whose ``x-ratelimit-remaining-*`` is ``0`` is the one that was hit. When the
     headers don't say which (no ``remaining`` values), the *shorter* reset is used: guessing
-    short costs one more 429 with a fresh hint, guessing long can idle for minutes.
+    short costs one more 429 with a fresh hint, guessing long can idle for minutes. When they
+    say no window is exhausted, there is no hint: the headers describe the budget, not this wait.
     """
-    resets: dict[str, float] = {}
+    resets: list[float] = []
     exhausted: list[float] = []
+    told = False
     for kind in ("requests", "tokens"):
+        remaining = _number(headers.get(f"x-ratelimit-remaining-{kind}") or "")
+        told = told or remaining is not None
         reset = parse_duration(headers.get(f"x-ratelimit-reset-{kind}"))
         if reset is None:
             continue
-        resets[kind] = reset
-        remaining = _number(headers.get(f"x-ratelimit-remaining-{kind}") or "")
+        resets.append(reset)
         if remaining is not None and remaining <= 0:
             exhausted.append(reset)
     if exhausted:
         return max(exhausted)
-    return min(resets.values()) if resets else None
+    if told or not resets:
+        return None
+    return min(resets)
 
 
-def retry_hint(headers: Mapping[str, str], *, now: float) -> float | None:
+def retry_hint(
+    headers: Mapping[str, str], *, now: float, rate_limited: bool = True
+) -> float | None:
     """The server's requested wait in seconds, most precise header first, or ``None``.
 
-    Order: ``retry-after-ms``, ``retry-after``, then the ``x-ratelimit-reset-*`` pair.
+    Order: ``retry-after-ms``, ``retry-after``, then (for a 429, ``rate_limited=True``) the
+    ``x-ratelimit-reset-*`` pair: on any other status those headers describe the rate-limit
+    budget that servers send on every response, not a wait for this one.
     An unusable header is skipped, not fatal: the next one in line may still be good.
     """
     for hint in (
@@ -160,7 +169,7 @@ def retry_hint(headers: Mapping[str, str], *, now: float) -> float | None:
     ):
         if hint is not None:
             return hint
-    return rate_limit_reset(headers)
+    return rate_limit_reset(headers) if rate_limited else None
 
 
 def parse_should_retry(value: str | None) -> bool | None:

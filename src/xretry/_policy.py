@@ -137,6 +137,8 @@ class RetryPolicy:
         if value is False:
             return base.replace(max_attempts=1)
         if isinstance(value, Mapping):
+            if not all(isinstance(key, str) for key in value):
+                raise ValueError(f"RetryPolicy override keys must be field names, got {value!r}")
             return base.replace(**dict(value))
         raise ValueError(
             "request.extensions['xretry'] must be a RetryPolicy, a mapping of RetryPolicy "

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-__all__ = ["RetrySchedule", "active", "swap"]
+__all__ = ["RetrySchedule", "active", "push", "remove", "reset", "restore"]
 
 
 @dataclass
@@ -29,16 +29,37 @@ class RetrySchedule:
         return sum(self.delays)
 
 
-_active: RetrySchedule | None = None
+_stack: list[RetrySchedule] = []
+_lock = threading.Lock()
 
 
 def active() -> RetrySchedule | None:
-    """The schedule being recorded, or ``None`` outside test mode."""
-    return _active
+    """The schedule being recorded (the innermost active one), or ``None`` outside test mode."""
+    return _stack[-1] if _stack else None
 
 
-def swap(schedule: RetrySchedule | None) -> RetrySchedule | None:
-    """Make ``schedule`` the active one (``None`` ends test mode); return the previous one."""
-    global _active
-    previous, _active = _active, schedule
-    return previous
+def push(schedule: RetrySchedule) -> None:
+    with _lock:
+        _stack.append(schedule)
+
+
+def remove(schedule: RetrySchedule) -> None:
+    """End one context, even out of order: the others stay active."""
+    with _lock:
+        for index in range(len(_stack) - 1, -1, -1):
+            if _stack[index] is schedule:
+                del _stack[index]
+                return
+
+
+def reset() -> list[RetrySchedule]:
+    """End test mode entirely; return what was active (for test fixtures to restore)."""
+    with _lock:
+        saved = list(_stack)
+        _stack.clear()
+    return saved
+
+
+def restore(saved: list[RetrySchedule]) -> None:
+    with _lock:
+        _stack[:] = saved

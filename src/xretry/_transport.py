@@ -20,6 +20,7 @@ Semantics, the same for both:
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
@@ -41,7 +42,7 @@ from ._gate import Gate
 from ._hooks import RetryHook, as_hooks
 from ._policy import PollPolicy, RetryPolicy
 
-__all__ = ["OUTER_LOOP", "AsyncDriver", "AsyncRetryTransport", "RetryTransport", "SyncDriver"]
+__all__ = ["AsyncDriver", "AsyncRetryTransport", "OUTER_LOOP", "RetryTransport", "SyncDriver"]
 
 _DEFAULT_POLICY = RetryPolicy()
 
@@ -94,8 +95,40 @@ class _Driver(Generic[T]):
         """The policy applied to requests that don't override it."""
         return self._policy
 
-    def _open(self, request: Any, policy: RetryPolicy, start: float, replayable: bool) -> RetryCall:
-        timeouts = request.extensions.get("timeout")
+    def _prepare(self, request: Any) -> tuple[RetryPolicy, bool, dict[str, Any] | None] | None:
+        """Per-request policy, replayability and the caller's timeouts; ``None``: step aside.
+
+        Runs before the first send. With a deadline, the first attempt's timeouts are capped here
+        (one dict write), so even that path builds no retry state until something fails.
+        """
+        policy = self._policy
+        if (override := request.extensions.get("xretry")) is not None:
+            if override is OUTER_LOOP:
+                if not self._outer:
+                    return None
+            else:
+                policy = RetryPolicy.coerce(override, base=policy)
+        # Decided before sending: a transport may buffer a one-shot body while sending it.
+        stream = request.stream
+        replayable = isinstance(stream, self._buffered) or _replayable_other(self, stream)
+        timeouts = None
+        if policy.deadline is not None:
+            given = request.extensions.get("timeout")
+            timeouts = dict(given) if isinstance(given, dict) else {}
+            request.extensions["timeout"] = _capped(timeouts, policy.deadline)
+        return policy, replayable, timeouts
+
+    def _open(
+        self,
+        request: Any,
+        policy: RetryPolicy,
+        start: float,
+        replayable: bool,
+        timeouts: dict[str, Any] | None,
+    ) -> RetryCall:
+        if timeouts is None:
+            given = request.extensions.get("timeout")
+            timeouts = dict(given) if isinstance(given, dict) else None
         return RetryCall(
             policy=policy,
             method=request.method,
@@ -104,7 +137,7 @@ class _Driver(Generic[T]):
             clock=self._clock,
             hooks=self._hooks,
             secrets=request_secrets(request),
-            timeouts=dict(timeouts) if isinstance(timeouts, dict) else None,
+            timeouts=timeouts,
             replayable=replayable,
             poll=self._poll_for(request, policy),
         )
@@ -128,14 +161,27 @@ class _Driver(Generic[T]):
             return None
         return self._poll
 
-    def _judge_response(self, request: Any, response: Any, call: RetryCall) -> Decision:
+    def _gate_wait(self, call: RetryCall | None) -> float:
+        """Seconds to wait at the gate before the next send (capped at what the deadline leaves)."""
+        assert self._gate is not None
+        wait = self._gate.reserve()
+        remaining = None if call is None else call.remaining()
+        return wait if remaining is None else min(wait, remaining)
+
+    def _observe(self, status: int) -> None:
+        if self._gate is not None:
+            self._gate.observe(status)
+
+    def _judge_response(
+        self, request: Any, response: Any, call: RetryCall, body: bytes | None
+    ) -> Decision:
         status = response.status_code
         decision = classify_response(
             request.method,
             request.url.path,
             status,
             response.headers,
-            response.content if needs_body(status) else None,
+            body,
             policy=call.policy,
             now=time.time(),
             replayable=call.replayable,
@@ -152,6 +198,59 @@ class _Driver(Generic[T]):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(transport={self._transport!r}, policy={self._policy!r})"
+
+
+def _capped(timeouts: dict[str, Any], limit: float) -> dict[str, float]:
+    return {
+        key: limit if timeouts.get(key) is None else min(timeouts[key], limit)
+        for key in ("connect", "read", "write", "pool")
+    }
+
+
+def _replayable_other(driver: _Driver[Any], stream: Any) -> bool:
+    """Multipart bodies replay (httpx rewinds files); a body of the other library is a mistake."""
+    name = type(stream).__name__
+    if name == "MultipartStream":
+        return True
+    if name == "ByteStream":  # an httpx2 request through the httpx transport, or the reverse
+        expected = driver._buffered.__module__.split(".")[0]
+        raise TypeError(
+            f"{type(driver).__name__} is for {expected} clients, but got a request from "
+            f"{type(stream).__module__.split('.')[0]}: use "
+            + ("xretry.httpx2." if expected == "httpx" else "xretry.")
+            + type(driver).__name__
+        )
+    return False
+
+
+#: Bodies of 429s up to this size are read to tell a rate limit from spent credits; a larger or
+#: unsized body is left alone (and the 429 treated as a rate limit).
+_MAX_429_BODY = 64 * 1024
+
+
+def _returnable(outcome: Any, request: Any) -> Any:
+    """The last outcome, fit to hand over after it was closed: a response whose body was not read
+    becomes an empty-bodied copy (same status, headers and extensions) the client can read."""
+    if isinstance(outcome, BaseException):
+        return outcome
+    try:
+        outcome.content  # noqa: B018 - raises ResponseNotRead when the body was not kept
+    except Exception:
+        dropped = {"content-length", "content-encoding", "transfer-encoding"}
+        headers = [(k, v) for k, v in outcome.headers.multi_items() if k.lower() not in dropped]
+        return type(outcome)(
+            outcome.status_code,
+            headers=headers,
+            content=b"",
+            request=request,
+            extensions=outcome.extensions,
+        )
+    return outcome
+
+
+def _small_body(response: Any) -> bool:
+    length = response.headers.get("content-length", "")
+    return length.isdigit() and int(length) <= _MAX_429_BODY
 
 
 class SyncDriver(_Driver[Any]):
@@ -172,68 +271,81 @@ class SyncDriver(_Driver[Any]):
         self._sleep = time.sleep if sleep is None else sleep
 
     def handle_request(self, request: Any) -> Any:
-        policy = self._policy
-        if (override := request.extensions.get("xretry")) is not None:
-            if override is OUTER_LOOP:
-                if not self._outer:
-                    return self._transport.handle_request(request)
-            else:
-                policy = RetryPolicy.coerce(override, base=policy)
+        prepared = self._prepare(request)
+        if prepared is None:
+            return self._transport.handle_request(request)
+        policy, replayable, timeouts = prepared
         start = self._clock()
-        # Decided before sending: a transport may buffer a one-shot body while sending it.
-        replayable = isinstance(request.stream, self._buffered)
-        if policy.deadline is not None or self._gate is not None:  # capped timeouts, or a gate
-            return self._retry(request, policy, start, replayable, None)
+        if self._gate is not None:
+            self._pause(self._gate_wait(None))
+        first: Any
         try:
-            response = self._transport.handle_request(request)
+            first = self._transport.handle_request(request)
         except Exception as exc:
-            return self._retry(request, policy, start, replayable, exc)
-        status = response.status_code
-        if status < 400 and status != 202:  # the success path: nothing built, nothing read
-            response.extensions["xretry"] = first_try_history(status)
-            return response
-        return self._retry(request, policy, start, replayable, response)
+            first = exc  # handled below, outside the except block: no misleading chaining
+        else:
+            status = first.status_code
+            if status < 400 and status != 202:  # the success path: nothing built, nothing read
+                self._observe(status)
+                first.extensions["xretry"] = first_try_history(status)
+                return first
+        return self._retry(request, policy, start, replayable, timeouts, first)
+
+    def _pause(self, seconds: float) -> None:
+        if seconds > 0 and should_sleep(seconds):
+            self._sleep(seconds)
 
     def _retry(
-        self, request: Any, policy: RetryPolicy, start: float, replayable: bool, first: Any
+        self,
+        request: Any,
+        policy: RetryPolicy,
+        start: float,
+        replayable: bool,
+        timeouts: dict[str, Any] | None,
+        first: Any,
     ) -> Any:
-        call = self._open(request, policy, start, replayable)
-        outcome, decision = self._attempt(request, call, first)
+        call = self._open(request, policy, start, replayable, timeouts)
+        outcome, decision = self._judge(request, call, first)
         while decision.verdict is Verdict.RETRY or decision.verdict is Verdict.POLL:
             delay = call.next_delay(outcome, decision)
             if delay is None:
                 break
             if not isinstance(outcome, BaseException):
+                if _small_body(outcome):  # keep it readable, in case it ends up returned
+                    with contextlib.suppress(Exception):
+                        outcome.read()
                 outcome.close()
-            if should_sleep(delay):
-                self._sleep(delay)
-            outcome, decision = self._attempt(request, call, None)
+            self._pause(delay)
+            if self._gate is not None:
+                self._pause(self._gate_wait(call))
+            if call.expired():  # a sleep overran what the deadline left: no doomed attempt
+                outcome = _returnable(outcome, request)
+                break
+            call.bound_timeouts(request.extensions)
+            try:
+                sent = self._transport.handle_request(request)
+            except Exception as exc:
+                sent = exc
+            outcome, decision = self._judge(request, call, sent)
         history = call.finish(outcome, decision)
         if isinstance(outcome, BaseException):
             raise outcome
         outcome.extensions["xretry"] = history
         return outcome
 
-    def _attempt(self, request: Any, call: RetryCall, sent: Any) -> tuple[Any, Decision]:
-        if sent is None:
-            if self._gate is not None:
-                wait = self._gate.reserve()
-                if wait > 0 and should_sleep(wait):
-                    self._sleep(wait)
-            call.bound_timeouts(request.extensions)
-            try:
-                sent = self._transport.handle_request(request)
-            except Exception as exc:
-                return exc, self._judge_exception(request, exc, call)
+    def _judge(self, request: Any, call: RetryCall, sent: Any) -> tuple[Any, Decision]:
         if isinstance(sent, Exception):
             return sent, self._judge_exception(request, sent, call)
-        if needs_body(sent.status_code):
+        body = None
+        if needs_body(sent.status_code) and _small_body(sent):
             try:
-                sent.read()
-            except Exception as exc:
+                body = sent.read()
+            except Exception:  # unreadable: still a 429, judged without its body
+                body = None
+            except BaseException:
                 sent.close()
-                return exc, self._judge_exception(request, exc, call)
-        return sent, self._judge_response(request, sent, call)
+                raise
+        return sent, self._judge_response(request, sent, call, body)
 
     def close(self) -> None:
         """Close the wrapped transport."""
@@ -262,67 +374,82 @@ class AsyncDriver(_Driver[Any]):
         self._sleep = _default_async_sleep if sleep is None else sleep
 
     async def handle_async_request(self, request: Any) -> Any:
-        policy = self._policy
-        if (override := request.extensions.get("xretry")) is not None:
-            if override is OUTER_LOOP:
-                if not self._outer:
-                    return await self._transport.handle_async_request(request)
-            else:
-                policy = RetryPolicy.coerce(override, base=policy)
+        prepared = self._prepare(request)
+        if prepared is None:
+            return await self._transport.handle_async_request(request)
+        policy, replayable, timeouts = prepared
         start = self._clock()
-        replayable = isinstance(request.stream, self._buffered)
-        if policy.deadline is not None or self._gate is not None:
-            return await self._retry(request, policy, start, replayable, None)
+        if self._gate is not None:
+            await self._pause(self._gate_wait(None))
+        first: Any
         try:
-            response = await self._transport.handle_async_request(request)
+            first = await self._transport.handle_async_request(request)
         except Exception as exc:
-            return await self._retry(request, policy, start, replayable, exc)
-        status = response.status_code
-        if status < 400 and status != 202:
-            response.extensions["xretry"] = first_try_history(status)
-            return response
-        return await self._retry(request, policy, start, replayable, response)
+            first = exc
+        else:
+            status = first.status_code
+            if status < 400 and status != 202:
+                self._observe(status)
+                first.extensions["xretry"] = first_try_history(status)
+                return first
+        return await self._retry(request, policy, start, replayable, timeouts, first)
+
+    async def _pause(self, seconds: float) -> None:
+        if seconds > 0 and should_sleep(seconds):
+            await self._sleep(seconds)
 
     async def _retry(
-        self, request: Any, policy: RetryPolicy, start: float, replayable: bool, first: Any
+        self,
+        request: Any,
+        policy: RetryPolicy,
+        start: float,
+        replayable: bool,
+        timeouts: dict[str, Any] | None,
+        first: Any,
     ) -> Any:
-        call = self._open(request, policy, start, replayable)
-        outcome, decision = await self._attempt(request, call, first)
+        call = self._open(request, policy, start, replayable, timeouts)
+        outcome, decision = await self._judge(request, call, first)
         while decision.verdict is Verdict.RETRY or decision.verdict is Verdict.POLL:
             delay = call.next_delay(outcome, decision)
             if delay is None:
                 break
             if not isinstance(outcome, BaseException):
+                if _small_body(outcome):
+                    with contextlib.suppress(Exception):
+                        await outcome.aread()
                 await outcome.aclose()
-            if should_sleep(delay):
-                await self._sleep(delay)
-            outcome, decision = await self._attempt(request, call, None)
+            await self._pause(delay)
+            if self._gate is not None:
+                await self._pause(self._gate_wait(call))
+            if call.expired():
+                outcome = _returnable(outcome, request)
+                break
+            call.bound_timeouts(request.extensions)
+            try:
+                sent = await self._transport.handle_async_request(request)
+            except Exception as exc:
+                sent = exc
+            outcome, decision = await self._judge(request, call, sent)
         history = call.finish(outcome, decision)
         if isinstance(outcome, BaseException):
             raise outcome
         outcome.extensions["xretry"] = history
         return outcome
 
-    async def _attempt(self, request: Any, call: RetryCall, sent: Any) -> tuple[Any, Decision]:
-        if sent is None:
-            if self._gate is not None:
-                wait = self._gate.reserve()
-                if wait > 0 and should_sleep(wait):
-                    await self._sleep(wait)
-            call.bound_timeouts(request.extensions)
-            try:
-                sent = await self._transport.handle_async_request(request)
-            except Exception as exc:
-                return exc, self._judge_exception(request, exc, call)
+    async def _judge(self, request: Any, call: RetryCall, sent: Any) -> tuple[Any, Decision]:
         if isinstance(sent, Exception):
             return sent, self._judge_exception(request, sent, call)
-        if needs_body(sent.status_code):
+        body = None
+        if needs_body(sent.status_code) and _small_body(sent):
             try:
-                await sent.aread()
-            except Exception as exc:
-                await sent.aclose()
-                return exc, self._judge_exception(request, exc, call)
-        return sent, self._judge_response(request, sent, call)
+                body = await sent.aread()
+            except Exception:
+                body = None
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await sent.aclose()
+                raise
+        return sent, self._judge_response(request, sent, call, body)
 
     async def aclose(self) -> None:
         """Close the wrapped transport."""

@@ -12,7 +12,8 @@ Example::
 While the context is active, every xretry entry point (sync or async, in any thread) records each
 wait in ``schedule.delays`` instead of sleeping, and jitter is off, so each recorded backoff is its
 exact ceiling (``initial_delay * multiplier ** n``, capped at ``max_delay``) and server hints are
-recorded as sent. Contexts nest; leaving one restores the previous state.
+recorded as sent. Contexts nest (the innermost records); leaving one, even out of order, leaves
+the others on.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ._testing import RetrySchedule, swap
+from ._testing import RetrySchedule, push, remove
 
 __all__ = ["RetrySchedule", "no_wait"]
 
@@ -29,8 +30,8 @@ __all__ = ["RetrySchedule", "no_wait"]
 def no_wait() -> Iterator[RetrySchedule]:
     """Turn every xretry wait into zero and record it (see the module docstring)."""
     schedule = RetrySchedule()
-    previous = swap(schedule)
+    push(schedule)
     try:
         yield schedule
     finally:
-        swap(previous)
+        remove(schedule)
