@@ -6,6 +6,7 @@ are client + retry machinery only, with no network and no sleeping:
 
 1. ``bare``           ``httpx.Client(transport=MockTransport(handler))``
 2. ``xretry``         ``httpx.Client(transport=xretry.RetryTransport(MockTransport(handler)))``
+   ``xretry deadline`` the same with ``RetryPolicy(deadline=120)`` (timeouts capped per request)
 3. ``httpx-retries``  ``httpx.Client(transport=httpx_retries.RetryTransport(transport=...))``
 4. ``tenacity``       a ``tenacity.Retrying(...)`` built per call around the bare client's ``get``
                       (``for attempt in Retrying(...): with attempt: ...``, as users write it)
@@ -85,11 +86,16 @@ class Contender:
 
 
 def build_contenders() -> list[Contender]:
-    """The five contenders; ``tenacity`` and ``stamina`` share the bare client."""
+    """The six contenders; ``tenacity`` and ``stamina`` share the bare client."""
     stamina.instrumentation.set_on_retry_hooks([])  # no logging/metrics hooks, should one fire
 
     bare = _client(httpx.MockTransport(handler))
     with_xretry = _client(xretry.RetryTransport(httpx.MockTransport(handler)))
+    with_deadline = _client(
+        xretry.RetryTransport(
+            httpx.MockTransport(handler), policy=xretry.RetryPolicy(deadline=120.0)
+        )
+    )
     with_httpx_retries = _client(
         httpx_retries.RetryTransport(transport=httpx.MockTransport(handler))
     )
@@ -134,6 +140,12 @@ def build_contenders() -> list[Contender]:
         Contender(BASELINE, "httpx.Client over MockTransport", through(bare), bare),
         Contender("xretry", "xretry.RetryTransport", through(with_xretry), with_xretry),
         Contender(
+            "xretry deadline",
+            "xretry.RetryTransport, RetryPolicy(deadline=120)",
+            through(with_deadline),
+            with_deadline,
+        ),
+        Contender(
             "httpx-retries",
             "httpx_retries.RetryTransport",
             through(with_httpx_retries),
@@ -148,7 +160,7 @@ def check(contender: Contender, response: httpx.Response) -> None:
     """The response really came from the mock, and a retrying transport really saw it."""
     if response.status_code != 200 or response.content != BODY:
         raise RuntimeError(f"{contender.name}: unexpected response {response!r}")
-    if contender.name == "xretry":
+    if contender.name.startswith("xretry"):
         history = response.extensions.get("xretry")
         if not isinstance(history, xretry.RetryHistory) or history.attempt_count != 1:
             raise RuntimeError(f"xretry: expected a first-try history, got {history!r}")

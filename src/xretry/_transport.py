@@ -114,7 +114,7 @@ class _Driver(Generic[T]):
         timeouts = None
         if policy.deadline is not None:
             given = request.extensions.get("timeout")
-            timeouts = dict(given) if isinstance(given, dict) else {}
+            timeouts = given if isinstance(given, dict) else {}  # read only, never mutated
             request.extensions["timeout"] = _capped(timeouts, policy.deadline)
         return policy, replayable, timeouts
 
@@ -201,9 +201,13 @@ class _Driver(Generic[T]):
 
 
 def _capped(timeouts: dict[str, Any], limit: float) -> dict[str, float]:
+    get = timeouts.get
+    connect, read, write, pool = get("connect"), get("read"), get("write"), get("pool")
     return {
-        key: limit if timeouts.get(key) is None else min(timeouts[key], limit)
-        for key in ("connect", "read", "write", "pool")
+        "connect": limit if connect is None or connect > limit else connect,
+        "read": limit if read is None or read > limit else read,
+        "write": limit if write is None or write > limit else write,
+        "pool": limit if pool is None or pool > limit else pool,
     }
 
 
