@@ -13,6 +13,7 @@ today, the decorator and the deferred-completion poller build on the same core):
 from . import testing
 from ._classify import Decision, Verdict, classify
 from ._core import AttemptRecord, RetryHistory
+from ._decorator import retry
 from ._deferred import AsyncDeferredCompletions, DeferredCompletions, DeferredOutcome
 from ._errors import (
     APIStatusError,
@@ -83,5 +84,6 @@ __all__ = [
     "araise_for_status",
     "classify",
     "raise_for_status",
+    "retry",
     "testing",
 ]

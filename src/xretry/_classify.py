@@ -36,6 +36,7 @@ __all__ = [
     "is_deferred_poll",
     "is_quota_exhausted",
     "needs_body",
+    "request_of",
     "status_text",
 ]
 
@@ -171,7 +172,38 @@ _FAILURES: dict[str, str] = {
     "LocalProtocolError": "fatal",
     "UnsupportedProtocol": "fatal",
     "ProtocolError": "sent",
+    # The openai SDK's wrappers, when they carry no httpx cause to judge by.
+    "APITimeoutError": "sent",
+    "APIConnectionError": "sent",
 }
+
+#: gRPC status codes (the xai-sdk's errors), by name: no grpc import needed.
+_GRPC: dict[str, str] = {
+    "UNAVAILABLE": "unsent",  # the server did not take the call; safe for every method
+    "RESOURCE_EXHAUSTED": "limited",  # gRPC's 429
+    "DEADLINE_EXCEEDED": "sent",
+    "INVALID_ARGUMENT": "fatal",
+    "UNAUTHENTICATED": "fatal",
+    "PERMISSION_DENIED": "fatal",
+    "NOT_FOUND": "fatal",
+    "FAILED_PRECONDITION": "fatal",
+    "UNIMPLEMENTED": "fatal",
+}
+
+
+def _grpc_status(exc: BaseException) -> tuple[str, str] | None:
+    """``(code name, details)`` for a gRPC error (``exc.code()`` returning a StatusCode)."""
+    code = getattr(exc, "code", None)
+    if not callable(code):
+        return None
+    try:
+        name = getattr(code(), "name", None)
+        details = exc.details() if callable(getattr(exc, "details", None)) else ""  # type: ignore[attr-defined]
+    except Exception:
+        return None
+    if not isinstance(name, str) or name not in _GRPC:
+        return None
+    return name, details if isinstance(details, str) else ""
 
 
 def classify_exception(
@@ -180,11 +212,15 @@ def classify_exception(
     method: str = "GET",
     policy: RetryPolicy = _DEFAULT_POLICY,
     replayable: bool = True,
+    _depth: int = 0,
 ) -> Decision:
     """Classify an exception raised while sending ``method``.
 
     An exception that carries a response (``httpx.HTTPStatusError``, xretry's own
-    :class:`APIStatusError`, an SDK's status error) is classified by that response.
+    :class:`APIStatusError`, an SDK's status error) is classified by that response; a wrapper
+    (the openai SDK's ``APIConnectionError``) by the exception it wraps; a gRPC error (the
+    xai-sdk's) by its status code: UNAVAILABLE and RESOURCE_EXHAUSTED retry (unless the details say
+    the credits are spent), INVALID_ARGUMENT, UNAUTHENTICATED, PERMISSION_DENIED, NOT_FOUND don't.
 
     Connection failures before the request was sent are retried for every method. Failures after
     it may have reached the server are retried only for ``policy.idempotent_methods`` (POST is not
@@ -193,7 +229,7 @@ def classify_exception(
     """
     response = _response_of(exc)
     if response is not None:  # HTTPStatusError, xretry's APIStatusError, SDK status errors
-        request = _request_of(response)
+        request = request_of(response)
         return classify_response(
             method,
             request.url.path if request is not None else "",
@@ -205,11 +241,33 @@ def classify_exception(
         )
     name = type(exc).__name__
     kind = "fatal"
-    for cls in type(exc).__mro__:
-        found = _FAILURES.get(cls.__name__)
-        if found is not None:
-            kind = found
-            break
+    grpc = _grpc_status(exc)
+    if grpc is not None:
+        code, details = grpc
+        name = f"{name} {code}"
+        kind = _GRPC[code]
+        if kind == "limited":
+            if _QUOTA_BODY.search(details.encode("utf-8", "replace")[:_QUOTA_SCAN]):
+                return Decision(Verdict.FATAL, f"{name}: credits or spending limit exhausted")
+            kind = "unsent"  # like a 429: the call was not processed
+    else:
+        for cls in type(exc).__mro__:
+            found = _FAILURES.get(cls.__name__)
+            if found is not None:
+                kind = found
+                break
+        cause = exc.__cause__
+        if (
+            isinstance(cause, Exception)
+            and _depth < 3
+            and (kind == "fatal" or name in ("APIConnectionError", "APITimeoutError"))
+        ):
+            # A wrapper (the openai SDK's APIConnectionError, say): judge by what it wraps.
+            inner = classify_exception(
+                cause, method=method, policy=policy, replayable=replayable, _depth=_depth + 1
+            )
+            if inner.verdict is not Verdict.FATAL or kind == "fatal":
+                return Decision(inner.verdict, f"{name} <- {inner.reason}", inner.delay)
     if kind == "fatal":
         return Decision(Verdict.FATAL, f"{name}: not a transient transport failure")
     if not replayable:
@@ -246,10 +304,10 @@ def classify(
     """
     policy = _DEFAULT_POLICY if policy is None else policy
     if isinstance(outcome, BaseException):
-        request = _request_of(outcome)
+        request = request_of(outcome)
         verb = method or (request.method if request is not None else "GET")
         return classify_exception(outcome, method=verb, policy=policy)
-    request = _request_of(outcome)
+    request = request_of(outcome)
     verb = method or (request.method if request is not None else "GET")
     path = request.url.path if request is not None else ""
     return classify_response(
@@ -272,12 +330,18 @@ def _response_of(exc: BaseException) -> Any:
     return None
 
 
-def _request_of(outcome: Any) -> Any:
-    """``outcome.request`` without tripping httpx's "no request set" RuntimeError."""
-    try:
-        return outcome.request
-    except (AttributeError, RuntimeError):
-        return None
+def request_of(outcome: Any) -> Any:
+    """The request behind a response or an exception (``.request``, else ``.response.request``),
+    without tripping httpx's "no request set" RuntimeError; ``None`` when there is none."""
+    sources: tuple[Any, ...] = (outcome, getattr(outcome, "response", None))
+    for source in sources:
+        try:
+            request = source.request
+        except (AttributeError, RuntimeError):
+            continue
+        if request is not None and hasattr(request, "method") and hasattr(request, "url"):
+            return request
+    return None
 
 
 def _body_if_read(response: Any) -> bytes | None:

@@ -384,7 +384,10 @@ class RetryCall:
         number = len(self._records) + 1
         why = reason or decision.reason
         if isinstance(outcome, BaseException):
-            error = redact(f"{type(outcome).__name__}: {outcome}", self.secrets)
+            first_line = str(outcome).partition("\n")[0]
+            if len(first_line) > 300:
+                first_line = first_line[:297] + "..."
+            error = redact(f"{type(outcome).__name__}: {first_line}", self.secrets)
             return AttemptRecord(number, None, error, decision.verdict, why, delay)
         status = getattr(outcome, "status_code", None)
         return AttemptRecord(number, status, None, decision.verdict, why, delay)

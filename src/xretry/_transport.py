@@ -21,8 +21,10 @@ Semantics, the same for both:
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import anyio
@@ -45,6 +47,10 @@ from ._policy import PollPolicy, RetryPolicy
 __all__ = ["AsyncDriver", "AsyncRetryTransport", "OUTER_LOOP", "RetryTransport", "SyncDriver"]
 
 _DEFAULT_POLICY = RetryPolicy()
+logger = logging.getLogger("xretry")
+
+#: Set while an ``@xretry.retry`` call runs: transports inside it send once and step aside.
+OUTER_CALL: ContextVar[bool] = ContextVar("xretry_outer_call", default=False)
 
 #: ``request.extensions["xretry"] = OUTER_LOOP``: an outer xretry loop (the poller, the decorator)
 #: owns this request's retries. An xretry transport inside then sends it once and steps aside, so
@@ -88,6 +94,9 @@ class _Driver(Generic[T]):
         self._gate = gate
         #: True for a driver that is itself the outer loop (it sets OUTER_LOOP on its requests).
         self._outer = False
+        #: Set once this transport has handed back a failure: an SDK may now retry on top of it,
+        #: so requests are checked for its retry marker (until one is found and reported).
+        self._armed = False
         self._clock = time.monotonic if clock is None else clock
 
     @property
@@ -108,6 +117,10 @@ class _Driver(Generic[T]):
                     return None
             else:
                 policy = RetryPolicy.coerce(override, base=policy)
+        elif OUTER_CALL.get() and not self._outer:
+            return None
+        if self._armed:
+            self._check_sdk_retries(request)
         # Decided before sending: a transport may buffer a one-shot body while sending it.
         stream = request.stream
         replayable = isinstance(stream, self._buffered) or _replayable_other(self, stream)
@@ -117,6 +130,17 @@ class _Driver(Generic[T]):
             timeouts = given if isinstance(given, dict) else {}  # read only, never mutated
             request.extensions["timeout"] = _capped(timeouts, policy.deadline)
         return policy, replayable, timeouts
+
+    def _check_sdk_retries(self, request: Any) -> None:
+        count = request.headers.get("x-stainless-retry-count", "0")
+        if count.isdigit() and int(count) > 0:
+            self._armed = False  # one warning per transport
+            logger.warning(
+                "an SDK is retrying on top of xretry (x-stainless-retry-count: %s): attempts "
+                "multiply. Let xretry do the retrying: pass max_retries=0 to the OpenAI/Anthropic "
+                "client (e.g. OpenAI(http_client=..., max_retries=0)).",
+                count,
+            )
 
     def _open(
         self,
@@ -332,6 +356,8 @@ class SyncDriver(_Driver[Any]):
                 sent = exc
             outcome, decision = self._judge(request, call, sent)
         history = call.finish(outcome, decision)
+        if history.gave_up or isinstance(outcome, BaseException) or outcome.status_code >= 400:
+            self._armed = True
         if isinstance(outcome, BaseException):
             raise outcome
         outcome.extensions["xretry"] = history
@@ -435,6 +461,8 @@ class AsyncDriver(_Driver[Any]):
                 sent = exc
             outcome, decision = await self._judge(request, call, sent)
         history = call.finish(outcome, decision)
+        if history.gave_up or isinstance(outcome, BaseException) or outcome.status_code >= 400:
+            self._armed = True
         if isinstance(outcome, BaseException):
             raise outcome
         outcome.extensions["xretry"] = history

@@ -1,0 +1,252 @@
+"""``@xretry.retry``: the same policy and classifier at a call site, for any client.
+
+For code that reaches the API through the openai SDK, the xai-sdk, httpx or httpx2 and wants the
+retrying around the call rather than in a transport. The wrapped call is retried when it raises
+what the classifier calls RETRY (see :func:`xretry.classify`): httpx/httpx2 transport errors and
+status errors, xretry's typed errors, the openai SDK's errors (by their status and response, or the
+httpx error they wrap), the xai-sdk's gRPC errors (by status code). A returned value is a success.
+
+Retries never multiply: while a decorated call runs, an xretry transport inside it sends each
+request once and steps aside (a context variable tells it), so one logical call makes at most
+``policy.max_attempts`` HTTP attempts in all.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, ParamSpec, TypeVar, overload
+
+import anyio
+
+from ._classify import Decision, Verdict, classify_exception, request_of
+from ._core import RetryCall, should_sleep
+from ._errors import display_url, request_secrets
+from ._gate import Gate
+from ._hooks import RetryHook, as_hooks
+from ._policy import RetryPolicy
+from ._transport import OUTER_CALL
+
+__all__ = ["retry"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_DEFAULT_POLICY = RetryPolicy()
+
+
+class _Retrier:
+    """Configuration shared by the sync and async wrappers of one decorated function."""
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        policy: RetryPolicy | None,
+        hooks: Iterable[RetryHook] | None,
+        gate: Gate | None,
+        clock: Callable[[], float] | None,
+    ) -> None:
+        if policy is not None and not isinstance(policy, RetryPolicy):
+            raise ValueError(f"policy must be a RetryPolicy, got {type(policy).__name__}")
+        if gate is not None and not isinstance(gate, Gate):
+            raise ValueError(f"gate must be an xretry.Gate, got {type(gate).__name__}")
+        self.name = f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', func)}"
+        self.policy = _DEFAULT_POLICY if policy is None else policy
+        self.hooks = as_hooks(hooks)
+        self.gate = gate
+        self.clock = time.monotonic if clock is None else clock
+
+    def open(self, exc: BaseException, start: float) -> RetryCall:
+        request = request_of(exc)
+        return RetryCall(
+            policy=self.policy,
+            method=request.method if request is not None else "CALL",
+            url=display_url(request) if request is not None else self.name,
+            start=start,
+            clock=self.clock,
+            hooks=self.hooks,
+            secrets=request_secrets(request) if request is not None else [],
+        )
+
+    def judge(self, exc: Exception) -> Decision:
+        request = request_of(exc)
+        # Without a request to say otherwise, a call is assumed to be a billed POST: a failure
+        # after sending is not repeated unless the policy lists POST as idempotent.
+        method = request.method if request is not None else "POST"
+        decision = classify_exception(exc, method=method, policy=self.policy)
+        if self.gate is not None:
+            status = getattr(getattr(exc, "response", None), "status_code", None)
+            if isinstance(status, int):
+                self.gate.observe(status, decision.delay)
+        return decision
+
+    def wait_at_gate(self, call: RetryCall | None) -> float:
+        if self.gate is None:
+            return 0.0
+        wait = self.gate.reserve()
+        remaining = None if call is None else call.remaining()
+        return wait if remaining is None else min(wait, remaining)
+
+    def success(self) -> None:
+        if self.gate is not None:
+            self.gate.observe(200)
+
+
+def _sync(
+    func: Callable[P, T], retrier: _Retrier, sleep: Callable[[float], None]
+) -> Callable[P, T]:
+    def pause(seconds: float) -> None:
+        if seconds > 0 and should_sleep(seconds):
+            sleep(seconds)
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        token = OUTER_CALL.set(True)
+        try:
+            start = retrier.clock()
+            pause(retrier.wait_at_gate(None))
+            try:
+                result = func(*args, **kwargs)
+            except Exception as exc:
+                failure: Exception = exc
+            else:
+                retrier.success()
+                return result
+            call = retrier.open(failure, start)
+            decision = retrier.judge(failure)
+            while decision.verdict is Verdict.RETRY:
+                delay = call.next_delay(failure, decision)
+                if delay is None:
+                    break
+                pause(delay)
+                pause(retrier.wait_at_gate(call))
+                if call.expired():
+                    break
+                try:
+                    result = func(*args, **kwargs)
+                except Exception as exc:
+                    failure = exc
+                    decision = retrier.judge(failure)
+                else:
+                    retrier.success()
+                    return result
+            call.finish(failure, decision)
+            raise failure
+        finally:
+            OUTER_CALL.reset(token)
+
+    return wrapper
+
+
+def _async(
+    func: Callable[P, Awaitable[T]],
+    retrier: _Retrier,
+    sleep: Callable[[float], Awaitable[None]],
+) -> Callable[P, Awaitable[T]]:
+    async def pause(seconds: float) -> None:
+        if seconds > 0 and should_sleep(seconds):
+            await sleep(seconds)
+
+    @functools.wraps(func)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        token = OUTER_CALL.set(True)
+        try:
+            start = retrier.clock()
+            await pause(retrier.wait_at_gate(None))
+            try:
+                result = await func(*args, **kwargs)
+            except Exception as exc:
+                failure: Exception = exc
+            else:
+                retrier.success()
+                return result
+            call = retrier.open(failure, start)
+            decision = retrier.judge(failure)
+            while decision.verdict is Verdict.RETRY:
+                delay = call.next_delay(failure, decision)
+                if delay is None:
+                    break
+                await pause(delay)
+                await pause(retrier.wait_at_gate(call))
+                if call.expired():
+                    break
+                try:
+                    result = await func(*args, **kwargs)
+                except Exception as exc:
+                    failure = exc
+                    decision = retrier.judge(failure)
+                else:
+                    retrier.success()
+                    return result
+            call.finish(failure, decision)
+            raise failure
+        finally:
+            OUTER_CALL.reset(token)
+
+    return wrapper
+
+
+async def _anyio_sleep(seconds: float) -> None:
+    await anyio.sleep(seconds)
+
+
+@overload
+def retry(func: Callable[P, T], /) -> Callable[P, T]: ...
+
+
+@overload
+def retry(
+    *,
+    policy: RetryPolicy | None = None,
+    hooks: Iterable[RetryHook] | None = None,
+    gate: Gate | None = None,
+    sleep: Callable[[float], Any] | None = None,
+    clock: Callable[[], float] | None = None,
+) -> Callable[[Callable[P, T]], Callable[P, T]]: ...
+
+
+def retry(
+    func: Callable[P, T] | None = None,
+    /,
+    *,
+    policy: RetryPolicy | None = None,
+    hooks: Iterable[RetryHook] | None = None,
+    gate: Gate | None = None,
+    sleep: Callable[[float], Any] | None = None,
+    clock: Callable[[], float] | None = None,
+) -> Callable[P, T] | Callable[[Callable[P, T]], Callable[P, T]]:
+    """Retry a sync or async function when it raises something worth retrying.
+
+    Bare (``@xretry.retry``) or with arguments (``@xretry.retry(policy=...)``). When it gives up,
+    the original exception is re-raised unchanged, with a note listing the attempts (PEP 678).
+    ``sleep`` (sync or async to match the function) and ``clock`` are injectable for tests.
+
+    Example::
+
+        @xretry.retry(policy=xretry.RetryPolicy(max_attempts=4))
+        def ask(prompt: str) -> str:
+            reply = openai_client.chat.completions.create(model="grok-4", messages=[...])
+            return reply.choices[0].message.content
+    """
+
+    def decorate(function: Callable[P, T]) -> Callable[P, T]:
+        if inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function):
+            raise TypeError(
+                f"@xretry.retry cannot wrap the generator function {function.__qualname__}: a "
+                "generator can't be restarted halfway through. Retry the call that produces "
+                "each item instead, or collect the items in a regular function."
+            )
+        if not callable(function):
+            raise TypeError(f"@xretry.retry needs a function, got {function!r}")
+        retrier = _Retrier(function, policy, hooks, gate, clock)
+        if inspect.iscoroutinefunction(function):
+            wrapped: Any = _async(function, retrier, _anyio_sleep if sleep is None else sleep)
+        else:
+            wrapped = _sync(function, retrier, time.sleep if sleep is None else sleep)
+        return wrapped  # type: ignore[no-any-return]
+
+    if func is not None:
+        return decorate(func)
+    return decorate
