@@ -11,12 +11,22 @@ The loop is the transports' own driver (one core), run over the client's ``send`
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import json
 import random
+import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +56,17 @@ __all__ = ["AsyncDeferredCompletions", "DeferredCompletions", "DeferredOutcome"]
 
 _SUBMIT = "chat/completions"
 _POLL = "chat/deferred-completion/{}"
+
+#: What a request id may look like (xAI's are UUIDs): nothing that changes the URL it goes into.
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_:.-]{0,255}")
+
+
+def _check_id(request_id: object) -> None:
+    if not isinstance(request_id, str) or not _ID.fullmatch(request_id) or ".." in request_id:
+        raise ValueError(
+            f"request_id must be an id as returned by submit() (letters, digits, '-', '_', ':', "
+            f"'.'), got {request_id!r}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,8 +156,7 @@ class _Poller:
         )
 
     def _poll_request(self, request_id: str, poll: PollPolicy | bool) -> Any:
-        if not isinstance(request_id, str) or not request_id or "/" in request_id:
-            raise ValueError(f"request_id must be a non-empty id string, got {request_id!r}")
+        _check_id(request_id)
         extensions: dict[str, Any] = {"xretry": OUTER_LOOP}
         extensions["xretry.poll"] = poll if isinstance(poll, PollPolicy) else False
         return self.client.build_request("GET", _POLL.format(request_id), extensions=extensions)
@@ -162,6 +182,17 @@ class _Poller:
         if self.store is not None:
             self.store.add(request_id)
         return request_id
+
+    def acknowledge(self, request_id: str) -> None:
+        """Mark a result as safely used: ``resume()`` will not hand it over again.
+
+        ``wait()`` and ``create()`` leave their result unacknowledged, so that a crash between
+        getting it and using it loses nothing; acknowledge once it is saved. ``resume()`` and
+        ``as_completed()`` acknowledge each result for you when you ask for the next one.
+        """
+        _check_id(request_id)
+        if self.store is not None:
+            self.store.acknowledge(request_id)
 
     def _stored(self, request_id: str) -> dict[str, Any] | None:
         """A result fetched earlier (served from the store, never fetched twice)."""
@@ -259,13 +290,12 @@ class DeferredCompletions(_Poller):
         Raises :class:`DeferredTimeoutError` (carrying the id, to resume later) when ``timeout``
         (default ``poll.timeout``) runs out, :class:`DeferredNotFoundError` for an unknown,
         expired or already-fetched id, and the typed status errors for anything else fatal.
+        With a store, the result stays unacknowledged (see :meth:`acknowledge`).
         """
         stored = self._stored(request_id)
         if stored is None:
             request = self._poll_request(request_id, self._poll_policy(timeout))
             stored = self._answered(request_id, self._driver.handle_request(request))
-        if self.store is not None:
-            self.store.acknowledge(request_id)
         return stored
 
     def create(self, *, timeout: float | None = None, **body: Any) -> dict[str, Any]:
@@ -376,8 +406,6 @@ class AsyncDeferredCompletions(_Poller):
         if stored is None:
             request = self._poll_request(request_id, self._poll_policy(timeout))
             stored = self._answered(request_id, await self._driver.handle_async_request(request))
-        if self.store is not None:
-            self.store.acknowledge(request_id)
         return stored
 
     async def create(self, *, timeout: float | None = None, **body: Any) -> dict[str, Any]:
@@ -432,13 +460,14 @@ class AsyncDeferredCompletions(_Poller):
         async with anyio.create_task_group() as group, receive:
             group.start_soon(runner.run, list(dict.fromkeys(ids)), bodies, send)
             try:
-                yield self._acknowledging(receive)
+                async with contextlib.aclosing(self._acknowledging(receive)) as outcomes:
+                    yield outcomes
             finally:
                 group.cancel_scope.cancel()
 
     async def _acknowledging(
         self, receive: MemoryObjectReceiveStream[DeferredOutcome]
-    ) -> AsyncIterator[DeferredOutcome]:
+    ) -> AsyncGenerator[DeferredOutcome, None]:
         previous: DeferredOutcome | None = None
         async for outcome in receive:
             if previous is not None and previous.ok and self.store is not None:
@@ -460,7 +489,32 @@ class _Batch:
         self.seq = itertools.count()
         self.outstanding = 0
         self.wakeup = anyio.Event()
-        self.rng = (lambda: 0.5) if _testing.active() is not None else random.random
+        self.testing = _testing.active() is not None
+        self.rng = (lambda: 0.5) if self.testing else random.random
+        #: Virtual time added to the clock in test mode, where waits are recorded, not slept.
+        self.offset = 0.0
+
+    def now(self) -> float:
+        return self.poller._clock() + self.offset
+
+    async def _idle(self, wait: float | None) -> None:
+        """Until the next job is due (``wait`` seconds) or something changes, whichever first."""
+        if wait is not None and self.testing:
+            schedule = _testing.active()
+            if schedule is not None:
+                schedule.record(wait)
+            self.offset += wait
+            return
+        async with anyio.create_task_group() as race:
+
+            async def until_due(seconds: float) -> None:
+                await self.poller._sleep(seconds)
+                race.cancel_scope.cancel()
+
+            if wait is not None:
+                race.start_soon(until_due, wait)
+            await self.wakeup.wait()
+            race.cancel_scope.cancel()
 
     def push(self, job: _Job) -> None:
         heapq.heappush(self.heap, job)
@@ -472,9 +526,8 @@ class _Batch:
         bodies: list[Mapping[str, Any]],
         send: MemoryObjectSendStream[DeferredOutcome],
     ) -> None:
-        clock = self.poller._clock
         async with send, anyio.create_task_group() as group:
-            now = clock()
+            now = self.now()
             for request_id in ids:
                 self.outstanding += 1
                 self.push(_Job(now, next(self.seq), request_id, 0, now))
@@ -482,16 +535,11 @@ class _Batch:
                 self.outstanding += 1
                 group.start_soon(self._submit, body, send)
             while self.outstanding:
-                now = clock()
+                now = self.now()
                 while self.heap and self.heap[0].due <= now:
                     group.start_soon(self._poll_once, heapq.heappop(self.heap), send)
                 self.wakeup = anyio.Event()
-                wait = (self.heap[0].due - now) if self.heap else None
-                if wait is not None and _testing.active() is not None:
-                    _testing.active().record(wait)  # type: ignore[union-attr]
-                    continue
-                with anyio.move_on_after(wait if wait is not None else 3600.0):
-                    await self.wakeup.wait()
+                await self._idle((self.heap[0].due - now) if self.heap else None)
 
     async def _submit(
         self, body: Mapping[str, Any], send: MemoryObjectSendStream[DeferredOutcome]
@@ -504,7 +552,7 @@ class _Batch:
                 await send.send(DeferredOutcome("", error=exc))
                 self.wakeup.set()
                 return
-        now = self.poller._clock()
+        now = self.now()
         self.push(_Job(now + self.poll.first_delay, next(self.seq), request_id, 0, now))
 
     async def _poll_once(self, job: _Job, send: MemoryObjectSendStream[DeferredOutcome]) -> None:
@@ -514,12 +562,15 @@ class _Batch:
                 stored = poller._stored(job.request_id)
                 if stored is None:
                     request = poller._poll_request(job.request_id, False)
-                    response = await poller._driver.handle_async_request(request)
-                    if response.status_code == 202:
-                        await response.aclose()
-                        self._reschedule(job, response, send)
-                        return
-                    stored = poller._answered(job.request_id, response)
+                    # Shielded from the send to the store: a result the server has sent is gone
+                    # from it, so leaving the block early must not drop it on the floor.
+                    with anyio.CancelScope(shield=True):
+                        response = await poller._driver.handle_async_request(request)
+                        if response.status_code == 202:
+                            await response.aclose()
+                            self._reschedule(job, response, send)
+                            return
+                        stored = poller._answered(job.request_id, response)
                 outcome = DeferredOutcome(job.request_id, stored)
             except Exception as exc:
                 outcome = DeferredOutcome(job.request_id, error=exc)
@@ -530,7 +581,7 @@ class _Batch:
     def _reschedule(
         self, job: _Job, response: Any, send: MemoryObjectSendStream[DeferredOutcome]
     ) -> None:
-        now = self.poller._clock()
+        now = self.now()
         job.polls += 1
         hint = retry_hint(response.headers, now=time.time())  # a 202's retry-after is a floor
         gap = poll_gap(self.poll, job.polls, self.rng, hint)
