@@ -8,11 +8,12 @@ Pacing is GCRA ("virtual scheduling"): each request reserves the next free slot,
 after the previous one; with no rate learned yet, requests pass freely. The rate is learned in the
 spirit of TCP congestion control and AWS's adaptive retry mode:
 
-* on a 429, the rate becomes what actually got through in the last second (measured), times
-  ``backoff``; at most once per ``cooldown`` window, so a burst of 429s from requests already in
-  flight counts as one signal;
-* on each success the rate grows by ``probe`` (so by a fraction ``probe`` of itself per second),
-  so capacity freed up is found again.
+* while 429s keep coming (a saturation episode), what gets through *is* the server's limit: the
+  rate becomes the successes per second measured since the episode began (over the last second
+  at most), times ``backoff``; measured once the episode is a quarter second old and at most every
+  quarter second, so the 429s of requests already in flight count as one signal;
+* on each success the rate grows by ``probe`` (a fraction ``probe`` of itself per second), so
+  capacity freed up is found again, and the next overshoot re-measures the limit.
 
 The gate does no I/O and never sleeps: ``reserve()`` returns how long the caller must wait, and the
 sync or async driver does the waiting. It is thread-safe (one lock, held for microseconds).
@@ -45,8 +46,8 @@ class Gate:
         *,
         rate: float | None = None,
         min_rate: float = 0.5,
-        backoff: float = 0.9,
-        probe: float = 0.05,
+        backoff: float = 0.95,
+        probe: float = 0.02,
         max_wait: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -69,8 +70,9 @@ class Gate:
         self._next_slot = 0.0
         self._cooldown_until = 0.0
         self._last_decrease = -1e18
+        self._last_limited = -1e18
+        self._saturated_since: float | None = None
         self._successes: deque[float] = deque()
-        self._first_seen: float | None = None
         self._limited = 0
 
     @property
@@ -97,37 +99,46 @@ class Gate:
         """Learn from an outcome: a status (``None`` for a transport failure) and a server hint."""
         with self._lock:
             now = self._clock()
-            if self._first_seen is None:
-                self._first_seen = now
             if status_code == 429:
-                self._limited += 1
-                if hint is not None:
-                    self._cooldown_until = max(
-                        self._cooldown_until, now + min(hint, self._max_wait)
-                    )
-                self._decrease(now, hint)
+                self._on_limited(now, hint)
             elif status_code is not None and status_code < 400:
                 self._successes.append(now)
-                while self._successes[0] < now - 1.0:
+                while self._successes[0] < now - _WINDOW:
                     self._successes.popleft()
+                if self._saturated_since is not None and now - self._last_limited > _QUIET:
+                    self._saturated_since = None  # the episode is over
                 if self._rate is not None and now >= self._cooldown_until:
-                    # +probe of the rate per second of successes: 1/rate seconds per success.
+                    # +probe per success is +probe * rate per second: a fraction probe a second.
                     self._rate += self._probe
 
-    def _decrease(self, now: float, hint: float | None) -> None:
-        window = 1.0
-        while self._successes and self._successes[0] < now - window:
-            self._successes.popleft()
-        if now - self._last_decrease < max(window, hint or 0.0):
-            return  # one decrease per window: in-flight requests' 429s are one signal
+    def _on_limited(self, now: float, hint: float | None) -> None:
+        self._limited += 1
+        self._last_limited = now
+        if hint is not None:
+            # Everyone pauses for the server's wait. Once a rate is known, pacing spaces the
+            # requests and a coarse hint (whole seconds) would only idle the limit: the shared
+            # pause is then at most a few pacing slots (the 429'd request itself still waits its
+            # full hint before it is retried).
+            pause = hint if self._rate is None else min(hint, 4.0 / self._rate)
+            self._cooldown_until = max(self._cooldown_until, now + min(pause, self._max_wait))
+        if self._saturated_since is None:
+            self._saturated_since = now
+        since = self._saturated_since
+        if now - since < _MIN_SPAN or now - self._last_decrease < _MIN_SPAN:
+            return  # too early to measure; 429s of requests already in flight are one signal
+        # While saturated, what gets through *is* the limit: measure it over the episode.
+        start = max(since, now - _WINDOW)
+        got = sum(1 for t in self._successes if t >= start)
+        measured = got / (now - start)
+        current = measured if self._rate is None else min(self._rate, measured)
+        self._rate = max(current * self._backoff, self._min_rate)
         self._last_decrease = now
-        # Successes per second over the last second, or over the time since the first outcome when
-        # that is shorter (a young gate would otherwise mistake a burst for a slow server).
-        span = min(window, max(now - (self._first_seen or now), 0.05))
-        measured = len(self._successes) / span
-        if self._rate is None:
-            new = measured * self._backoff
-        else:
-            new = min(self._rate, max(measured, self._rate * 0.5)) * self._backoff
-        self._rate = max(new, self._min_rate)
         self._next_slot = max(self._next_slot, self._cooldown_until)
+
+
+#: Successes are counted over this many seconds.
+_WINDOW = 1.0
+#: A 429 episode must last this long before it is measured; decreases are this far apart.
+_MIN_SPAN = 0.25
+#: Seconds without a 429 that end a saturation episode.
+_QUIET = 2.0
