@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PYDIRS := src tests benchmarks examples
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit test-openai2 bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -12,7 +12,7 @@ $(BIN)/python:
 
 # Installed markers: re-run the install only when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet -e ".[cli,httpx2]"
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
@@ -20,7 +20,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed
-	$(BIN)/python examples/demo.py
+	$(BIN)/xretry demo
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check $(PYDIRS)
@@ -32,10 +32,27 @@ typecheck: $(VENV)/.installed-dev
 unit: $(VENV)/.installed-dev
 	$(BIN)/pytest -q
 
-test: lint typecheck unit
+# openai 2.x runs on httpx (openai 3.x, in the dev group, on httpx2): the real-SDK tests again, in an
+# environment of their own.
+OPENAI2 := .venv-openai2
+
+$(OPENAI2)/bin/python:
+	$(PYTHON) -m venv $(OPENAI2)
+	echo '*' > $(OPENAI2)/.gitignore
+	$(OPENAI2)/bin/python -m pip install --quiet --upgrade "pip>=25.1"
+
+$(OPENAI2)/.installed: pyproject.toml | $(OPENAI2)/bin/python
+	$(OPENAI2)/bin/python -m pip install --quiet -e . 'openai>=2,<3' pytest anyio trio respx \
+		hypothesis uvicorn httpx2
+	touch $@
+
+test-openai2: $(OPENAI2)/.installed
+	$(OPENAI2)/bin/pytest -q tests/test_sdk_openai.py -p no:cacheprovider
+
+test: lint typecheck unit test-openai2
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/overhead.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis build dist
+	rm -rf $(VENV) $(OPENAI2) .mypy_cache .ruff_cache .hypothesis build dist

@@ -358,7 +358,7 @@ class RetryCall:
         # max_attempts=1 without polling is "no retries", asked for: nothing was given up.
         if gave_up and (self.policy.max_attempts > 1 or self.poll is not None):
             emit(self._hooks, self._event("give_up", record))
-        if isinstance(outcome, BaseException) and len(self._records) > 1:
+        if isinstance(outcome, BaseException) and (len(self._records) > 1 or gave_up):
             outcome.add_note(describe(history))
         return history
 

@@ -103,6 +103,8 @@ def _sync(
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        if OUTER_CALL.get():  # inside another decorated call: that one owns the retries
+            return func(*args, **kwargs)
         token = OUTER_CALL.set(True)
         try:
             start = retrier.clock()
@@ -151,6 +153,8 @@ def _async(
 
     @functools.wraps(func)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        if OUTER_CALL.get():  # inside another decorated call: that one owns the retries
+            return await func(*args, **kwargs)
         token = OUTER_CALL.set(True)
         try:
             start = retrier.clock()

@@ -48,7 +48,7 @@ class RetryEvent:
 class RetryHook(Protocol):
     """Receives every :class:`RetryEvent`. Must be quick and must not block."""
 
-    def __call__(self, event: RetryEvent) -> None: ...
+    def __call__(self, event: RetryEvent, /) -> None: ...
 
 
 def log_event(event: RetryEvent) -> None:

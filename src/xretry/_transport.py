@@ -97,6 +97,7 @@ class _Driver(Generic[T]):
         #: Set once this transport has handed back a failure: an SDK may now retry on top of it,
         #: so requests are checked for its retry marker (until one is found and reported).
         self._armed = False
+        self._warned = False
         self._clock = time.monotonic if clock is None else clock
 
     @property
@@ -114,10 +115,13 @@ class _Driver(Generic[T]):
         if (override := request.extensions.get("xretry")) is not None:
             if override is OUTER_LOOP:
                 if not self._outer:
+                    self._check_sdk_retries(request)
                     return None
             else:
                 policy = RetryPolicy.coerce(override, base=policy)
         elif OUTER_CALL.get() and not self._outer:
+            # An outer loop owns the retries; an SDK retrying underneath would still multiply them.
+            self._check_sdk_retries(request)
             return None
         if self._armed:
             self._check_sdk_retries(request)
@@ -132,9 +136,12 @@ class _Driver(Generic[T]):
         return policy, replayable, timeouts
 
     def _check_sdk_retries(self, request: Any) -> None:
+        if self._warned:
+            return
         count = request.headers.get("x-stainless-retry-count", "0")
         if count.isdigit() and int(count) > 0:
-            self._armed = False  # one warning per transport
+            self._armed = False
+            self._warned = True  # one warning per transport
             logger.warning(
                 "an SDK is retrying on top of xretry (x-stainless-retry-count: %s): attempts "
                 "multiply. Let xretry do the retrying: pass max_retries=0 to the OpenAI/Anthropic "
