@@ -17,7 +17,7 @@ import pytest
 
 import xretry
 from xretry import DeferredOutcome, PollPolicy, SQLiteDeferredStore
-from xretry.emulator import EmulatorApp, Scenario
+from xretry.emulator import EmulatorApp, Fault, Scenario
 from xretry.testing import no_wait
 
 from .conftest import FLAVOURS, FakeClock, Flavour
@@ -482,3 +482,25 @@ async def test_leaving_as_completed_early_warns_nothing(flavour: Flavour) -> Non
         gc.collect()
         await anyio.lowlevel.checkpoint()
     assert [str(w.message) for w in caught] == []
+
+
+@pytest.mark.anyio
+async def test_as_completed_outlasts_429s_and_5xx_on_paid_for_jobs(flavour: Flavour) -> None:
+    """A run of errors longer than the policy's attempts reschedules the job, never ends it."""
+    scenario = Scenario(
+        ready_after=(0.0, 0.0),
+        faults=(
+            Fault("status", status=503, schedule=((1, 8),), endpoints=frozenset({"chat"})),
+            Fault("status", status=429, schedule=((1, 12),), endpoints=frozenset({"deferred"})),
+        ),
+    )
+    app = EmulatorApp(scenario)
+    policy = xretry.RetryPolicy(max_attempts=2)
+    poller, _ = emulated(flavour, app, policy=policy)
+    with xretry.testing.no_wait():
+        async with poller.as_completed(bodies(3), concurrency=2) as results:
+            outcomes = [outcome async for outcome in results]
+    assert [o.error for o in outcomes] == [None, None, None]
+    stats = app.stats()
+    assert stats["deferred_delivered"] == 3
+    assert stats["faults.status"] == 8 + 12

@@ -36,12 +36,15 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from . import _testing
+from ._classify import Verdict, classify_exception
 from ._core import poll_gap
 from ._errors import (
     DeferredNotFoundError,
     DeferredResultError,
     DeferredTimeoutError,
     InvalidAPIKeyError,
+    RateLimitError,
+    ServerError,
     XRetryError,
     error_for_response,
 )
@@ -105,6 +108,17 @@ def _buffered_stream(client: Any) -> type:
             f"{type(client).__name__}"
         )
     return stream
+
+
+def _patient(policy: RetryPolicy | None) -> RetryPolicy:
+    """The policy for polling a paid-for job: a 429 or 5xx while polling does not end it.
+
+    Errors are retried until the poll timeout (the polling call's deadline) rather than for a
+    handful of attempts, which a burst of short rate-limit hints would use up in a fraction of a
+    second. Fatal statuses still end the call at once.
+    """
+    base = RetryPolicy() if policy is None else policy
+    return base.replace(max_attempts=max(base.max_attempts, 10_000))
 
 
 def _as_store(store: DeferredStore | str | Path | None) -> DeferredStore | None:
@@ -268,16 +282,19 @@ class DeferredCompletions(_Poller):
             client, policy=policy, poll=poll, store=store, gate=gate, hooks=hooks, clock=clock
         )
         self._sleep = time.sleep if sleep is None else sleep
-        self._driver = self._finish_driver(
-            SyncDriver(
-                _ClientTransport(client),
-                policy=policy,
-                poll=self.poll,
-                gate=gate,
-                hooks=hooks,
-                sleep=self._sleep,
-                clock=self._clock,
+        self._driver, self._poll_driver = (
+            self._finish_driver(
+                SyncDriver(
+                    _ClientTransport(client),
+                    policy=chosen,
+                    poll=self.poll,
+                    gate=gate,
+                    hooks=hooks,
+                    sleep=self._sleep,
+                    clock=self._clock,
+                )
             )
+            for chosen in (policy, _patient(policy))
         )
 
     def submit(self, **body: Any) -> str:
@@ -295,7 +312,7 @@ class DeferredCompletions(_Poller):
         stored = self._stored(request_id)
         if stored is None:
             request = self._poll_request(request_id, self._poll_policy(timeout))
-            stored = self._answered(request_id, self._driver.handle_request(request))
+            stored = self._answered(request_id, self._poll_driver.handle_request(request))
         return stored
 
     def create(self, *, timeout: float | None = None, **body: Any) -> dict[str, Any]:
@@ -326,7 +343,7 @@ class DeferredCompletions(_Poller):
         if stored is not None:
             return stored
         request = self._poll_request(request_id, self._poll_policy(timeout))
-        return self._answered(request_id, self._driver.handle_request(request))
+        return self._answered(request_id, self._poll_driver.handle_request(request))
 
     def _pause(self, seconds: float) -> None:
         if seconds > 0 and _testing.active() is None:
@@ -378,16 +395,19 @@ class AsyncDeferredCompletions(_Poller):
             clock=clock,
         )
         self._sleep = _default_sleep if sleep is None else sleep
-        self._driver = self._finish_driver(
-            AsyncDriver(
-                _ClientTransport(client),
-                policy=policy,
-                poll=self.poll,
-                gate=self._gate,
-                hooks=hooks,
-                sleep=self._sleep,
-                clock=self._clock,
+        self._driver, self._poll_driver = (
+            self._finish_driver(
+                AsyncDriver(
+                    _ClientTransport(client),
+                    policy=chosen,
+                    poll=self.poll,
+                    gate=self._gate,
+                    hooks=hooks,
+                    sleep=self._sleep,
+                    clock=self._clock,
+                )
             )
+            for chosen in (policy, _patient(policy))
         )
 
     @property
@@ -405,7 +425,8 @@ class AsyncDeferredCompletions(_Poller):
         stored = self._stored(request_id)
         if stored is None:
             request = self._poll_request(request_id, self._poll_policy(timeout))
-            stored = self._answered(request_id, await self._driver.handle_async_request(request))
+            response = await self._poll_driver.handle_async_request(request)
+            stored = self._answered(request_id, response)
         return stored
 
     async def create(self, *, timeout: float | None = None, **body: Any) -> dict[str, Any]:
@@ -478,6 +499,13 @@ class AsyncDeferredCompletions(_Poller):
             self.store.acknowledge(previous.request_id)
 
 
+def _worth_another_poll(exc: Exception) -> bool:
+    """A failure that asking again later may fix: a retryable status or transport failure."""
+    if isinstance(exc, XRetryError) and not isinstance(exc, RateLimitError | ServerError):
+        return False
+    return classify_exception(exc, method="GET").verdict is Verdict.RETRY
+
+
 class _Batch:
     """The shared schedule behind ``as_completed``: one heap of due polls, one dispatcher."""
 
@@ -516,6 +544,14 @@ class _Batch:
             await self.wakeup.wait()
             race.cancel_scope.cancel()
 
+    async def _pause_for(self, seconds: float) -> None:
+        if self.testing:
+            schedule = _testing.active()
+            if schedule is not None:
+                schedule.record(seconds)
+            return
+        await self.poller._sleep(seconds)
+
     def push(self, job: _Job) -> None:
         heapq.heappush(self.heap, job)
         self.wakeup.set()
@@ -544,14 +580,23 @@ class _Batch:
     async def _submit(
         self, body: Mapping[str, Any], send: MemoryObjectSendStream[DeferredOutcome]
     ) -> None:
-        async with self.limiter:
-            try:
-                request_id = await self.poller.submit(**body)
-            except Exception as exc:
-                self.outstanding -= 1
-                await send.send(DeferredOutcome("", error=exc))
-                self.wakeup.set()
-                return
+        started = self.now()
+        while True:
+            async with self.limiter:
+                try:
+                    request_id = await self.poller.submit(**body)
+                    break
+                except Exception as exc:
+                    # A submission that was refused (429, 5xx) was not accepted, so not paid for:
+                    # try again later, within the poll timeout. Anything else ends the job.
+                    timeout = self.poll.timeout
+                    late = timeout is not None and self.now() - started >= timeout
+                    if late or not _worth_another_poll(exc):
+                        self.outstanding -= 1
+                        await send.send(DeferredOutcome("", error=exc))
+                        self.wakeup.set()
+                        return
+            await self._pause_for(poll_gap(self.poll, 1, self.rng, None))
         now = self.now()
         self.push(_Job(now + self.poll.first_delay, next(self.seq), request_id, 0, now))
 
@@ -565,8 +610,17 @@ class _Batch:
                     # Shielded from the send to the store: a result the server has sent is gone
                     # from it, so leaving the block early must not drop it on the floor.
                     with anyio.CancelScope(shield=True):
-                        response = await poller._driver.handle_async_request(request)
-                        if response.status_code == 202:
+                        try:
+                            response = await poller._driver.handle_async_request(request)
+                        except Exception as exc:
+                            if not _worth_another_poll(exc):
+                                raise
+                            self._reschedule(job, None, send)  # nothing was delivered: ask later
+                            return
+                        history = response.extensions.get("xretry")
+                        if response.status_code == 202 or getattr(history, "gave_up", False):
+                            # Not ready, or a 429/5xx run that outlasted the policy: a paid-for
+                            # job is not given up on before its poll timeout.
                             await response.aclose()
                             self._reschedule(job, response, send)
                             return
@@ -583,7 +637,8 @@ class _Batch:
     ) -> None:
         now = self.now()
         job.polls += 1
-        hint = retry_hint(response.headers, now=time.time())  # a 202's retry-after is a floor
+        # A 202's retry-after is a floor for the next poll.
+        hint = None if response is None else retry_hint(response.headers, now=time.time())
         gap = poll_gap(self.poll, job.polls, self.rng, hint)
         timeout = self.poll.timeout
         if timeout is not None and now + gap - job.started >= timeout:

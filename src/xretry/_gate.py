@@ -72,6 +72,9 @@ class Gate:
         self._last_decrease = -1e18
         self._last_limited = -1e18
         self._saturated_since: float | None = None
+        #: Before a rate is measured: requests are spaced by the server's (short) hints, rather
+        #: than all released at once when a cooldown ends, only for most of them to bounce again.
+        self._provisional: float | None = None
         self._successes: deque[float] = deque()
         self._limited = 0
 
@@ -90,9 +93,10 @@ class Gate:
         with self._lock:
             now = self._clock()
             at = max(now, self._cooldown_until)
-            if self._rate is not None:
+            spacing = 1.0 / self._rate if self._rate is not None else self._provisional
+            if spacing is not None:
                 at = max(at, self._next_slot)
-                self._next_slot = at + 1.0 / self._rate
+                self._next_slot = at + spacing
             return min(at - now, self._max_wait)
 
     def observe(self, status_code: int | None, hint: float | None = None) -> None:
@@ -107,6 +111,7 @@ class Gate:
                     self._successes.popleft()
                 if self._saturated_since is not None and now - self._last_limited > _QUIET:
                     self._saturated_since = None  # the episode is over
+                    self._provisional = None
                 if self._rate is not None and now >= self._cooldown_until:
                     # +probe per success is +probe * rate per second: a fraction probe a second.
                     self._rate += self._probe
@@ -114,6 +119,9 @@ class Gate:
     def _on_limited(self, now: float, hint: float | None) -> None:
         self._limited += 1
         self._last_limited = now
+        if hint is not None and self._rate is None:
+            spacing = min(hint, _MAX_PROVISIONAL)
+            self._provisional = max(self._provisional or 0.0, spacing)
         if hint is not None:
             # Everyone pauses for the server's wait. Once a rate is known, pacing spaces the
             # requests and a coarse hint (whole seconds) would only idle the limit: the shared
@@ -132,6 +140,7 @@ class Gate:
         measured = got / (now - start)
         current = measured if self._rate is None else min(self._rate, measured)
         self._rate = max(current * self._backoff, self._min_rate)
+        self._provisional = None
         self._last_decrease = now
         self._next_slot = max(self._next_slot, self._cooldown_until)
 
@@ -142,3 +151,6 @@ _WINDOW = 1.0
 _MIN_SPAN = 0.25
 #: Seconds without a 429 that end a saturation episode.
 _QUIET = 2.0
+#: Longest provisional spacing (seconds) taken from a hint before a rate is measured: a coarse
+#: whole-second hint must not throttle everyone to one request a second.
+_MAX_PROVISIONAL = 0.1
