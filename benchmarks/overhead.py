@@ -39,16 +39,15 @@ import platform
 import random
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+import _report  # benchmarks/_report.py, beside this script
 import httpx
 import httpx_retries
 import stamina
@@ -195,36 +194,10 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def versions() -> dict[str, str]:
-    found = {"python": platform.python_version()}
-    for package in ("xretry", "httpx", "tenacity", "httpx-retries", "stamina"):
-        try:
-            found[package] = version(package)
-        except PackageNotFoundError:
-            found[package] = "not installed"
-    return found
+    return _report.versions(("xretry", "httpx", "tenacity", "httpx-retries", "stamina"))
 
 
-def source_state() -> str:
-    """The git commit of the xretry being measured, ``+dirty`` if its source has local changes."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "src"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return f"{commit}+dirty" if dirty else commit
+source_state = _report.source_state
 
 
 def summarize(per_round_us: dict[str, list[float]]) -> dict[str, dict[str, Any]]:
