@@ -831,7 +831,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ready-max", type=float, default=4.0, help="ready after, max s (4)")
     parser.add_argument("--seed", type=int, default=3, help="the emulator's seed (3)")
     parser.add_argument(
-        "--concurrency", type=int, default=32, help="as_completed concurrency (default 32)"
+        "--concurrency", type=int, default=16, help="as_completed concurrency (default 16)"
     )
     parser.add_argument(
         "--max-seconds", type=float, default=300.0, help="give a strategy up after (300 s)"

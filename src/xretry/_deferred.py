@@ -447,7 +447,7 @@ class AsyncDeferredCompletions(_Poller):
         self,
         jobs: Iterable[str | Mapping[str, Any]] = (),
         *,
-        concurrency: int = 32,
+        concurrency: int = 16,
         timeout: float | None = None,
         resume: bool = False,
     ) -> AsyncIterator[AsyncIterator[DeferredOutcome]]:
