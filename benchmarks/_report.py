@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-__all__ = ["source_state", "versions"]
+__all__ = ["print_header", "source_state", "versions"]
 
 
 def versions(packages: Iterable[str]) -> dict[str, str]:
@@ -43,3 +43,10 @@ def source_state() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return f"{commit}+dirty" if dirty else commit
+
+
+def print_header(found: dict[str, str], source: str, command: str) -> None:
+    """The first lines every benchmark prints: what was measured, at which commit, how run."""
+    print("versions: " + ", ".join(f"{name} {v}" for name, v in found.items()))
+    print(f"source:   xretry at {source}")
+    print(f"command:  {command}")

@@ -873,9 +873,7 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(sys.orig_argv)
     found = versions()
     source = source_state()
-    print("versions: " + ", ".join(f"{name} {v}" for name, v in found.items()))
-    print(f"source:   xretry at {source}")
-    print(f"command:  {command}")
+    _report.print_header(found, source, command)
     print(
         f"setup:    {args.jobs} jobs submitted at once, ready {args.ready_min:g}-"
         f"{args.ready_max:g} s after submission, one {args.rate_limit:g} req/s bucket (burst "

@@ -270,9 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(sys.orig_argv)
     found = versions()
     source = source_state()
-    print("versions: " + ", ".join(f"{name} {v}" for name, v in found.items()))
-    print(f"source:   xretry at {source}")
-    print(f"command:  {command}")
+    _report.print_header(found, source, command)
     print(
         f"method:   {args.rounds} rounds x {args.requests} requests per contender, "
         f"{args.warmup} warm-up, shuffled order (seed {args.seed}), gc off while timing"

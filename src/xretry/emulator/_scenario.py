@@ -190,10 +190,7 @@ class Scenario:
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> Scenario:
         """Build from a mapping (as parsed from TOML/JSON); unknown keys are a ``ValueError``."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown scenario key(s): {', '.join(unknown)}")
+        _reject_unknown(cls, data, "scenario")
         values = dict(data)
         if "faults" in values:
             faults = values["faults"]
@@ -230,15 +227,18 @@ class Scenario:
         return replace(self, **changes)
 
 
+def _reject_unknown(cls: type[Any], data: Mapping[str, Any], what: str) -> None:
+    unknown = sorted(set(data) - {f.name for f in fields(cls)})
+    if unknown:
+        raise ValueError(f"unknown {what} key(s): {', '.join(map(str, unknown))}")
+
+
 def _fault(data: object) -> Fault:
     if isinstance(data, Fault):
         return data
     if not isinstance(data, Mapping):
         raise ValueError(f"each fault must be a table, got {data!r}")
-    known = {f.name for f in fields(Fault)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"unknown fault key(s): {', '.join(unknown)}")
+    _reject_unknown(Fault, data, "fault")
     values = dict(data)
     if "schedule" in values:
         values["schedule"] = tuple(
