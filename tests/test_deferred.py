@@ -525,3 +525,23 @@ async def test_async_unusable_200_and_bad_ids(flavour: Flavour, clock: FakeClock
         with pytest.raises(ValueError, match="request_id"):
             await poller.wait(bad)
     assert api.count("GET") == 1
+
+
+def test_a_long_rate_limit_wait_mid_polling_does_not_end_the_job(
+    flavour: Flavour, clock: FakeClock
+) -> None:
+    """The poll timeout, not max_retry_after, bounds how long a paid-for job is waited on."""
+    slow_down = Reply(429, headers={"retry-after": "120"})
+    api = Api(flavour, poll=[202, slow_down, 200])
+    poller = sync_poller(flavour, api, clock, poll=POLL.replace(timeout=600.0))
+    assert poller.wait(RID) == COMPLETION
+    assert api.count("GET") == 3
+    assert clock.slept[-1] == 120.0
+
+
+def test_a_202_elsewhere_takes_the_success_path(flavour: Flavour) -> None:
+    transport = flavour.RetryTransport(flavour.mock(lambda r: flavour.http.Response(202)))
+    with flavour.http.Client(transport=transport) as client:
+        response = client.post(f"{API}/batches", json={})
+    assert response.status_code == 202
+    assert response.extensions["xretry"].attempts[0].reason == "first try"

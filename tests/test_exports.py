@@ -47,10 +47,12 @@ def test_every_error_class_is_exported() -> None:
         for name, obj in vars(xretry._errors).items()
         if inspect.isclass(obj)
         and issubclass(obj, xretry.XRetryError)
-        and obj.__module__ == xretry._errors.__name__
+        and obj.__module__ in (xretry._errors.__name__, "xretry")
     }
     assert "XRetryError" in defined
     assert "QuotaExhaustedError" in defined
+    # Public errors present themselves as xretry.<Name> in tracebacks and reprs.
+    assert {getattr(xretry, n).__module__ for n in defined} == {"xretry"}
     missing = defined - set(xretry.__all__)
     assert not missing, f"error classes not exported from xretry: {sorted(missing)}"
     for name in defined:

@@ -44,6 +44,29 @@ from ._transport import OUTER_LOOP, AsyncRetryTransport, RetryTransport
 
 __version__ = "0.1.0.dev0"
 
+# Tracebacks and reprs name the public path (xretry.AuthenticationError), not the private module.
+for _error in (
+    APIStatusError,
+    AuthenticationError,
+    BadRequestError,
+    DeferredError,
+    DeferredNotFoundError,
+    DeferredResultError,
+    DeferredTimeoutError,
+    InvalidAPIKeyError,
+    MethodNotAllowedError,
+    NotFoundError,
+    PermissionDeniedError,
+    QuotaExhaustedError,
+    RateLimitError,
+    ServerError,
+    UnprocessableEntityError,
+    UnsupportedMediaTypeError,
+    XRetryError,
+):
+    _error.__module__ = "xretry"
+del _error
+
 __all__ = [
     "APIStatusError",
     "AsyncDeferredCompletions",

@@ -118,7 +118,11 @@ def _patient(policy: RetryPolicy | None) -> RetryPolicy:
     second. Fatal statuses still end the call at once.
     """
     base = RetryPolicy() if policy is None else policy
-    return base.replace(max_attempts=max(base.max_attempts, 10_000))
+    # A long server-requested wait is honoured too; the poll timeout still bounds the whole call.
+    return base.replace(
+        max_attempts=max(base.max_attempts, 10_000),
+        max_retry_after=max(base.max_retry_after, 86_400.0),
+    )
 
 
 def _as_store(store: DeferredStore | str | Path | None) -> DeferredStore | None:

@@ -231,6 +231,10 @@ class _Driver(Generic[T]):
         return f"{type(self).__name__}(transport={self._transport!r}, policy={self._policy!r})"
 
 
+def _polls(request: Any) -> bool:
+    return is_deferred_poll(request.method, request.url.path)
+
+
 def _capped(timeouts: dict[str, Any], limit: float) -> dict[str, float]:
     get = timeouts.get
     connect, read, write, pool = get("connect"), get("read"), get("write"), get("pool")
@@ -320,7 +324,8 @@ class SyncDriver(_Driver[Any]):
             first = exc  # handled below, outside the except block: no misleading chaining
         else:
             status = first.status_code
-            if status < 400 and status != 202:  # the success path: nothing built, nothing read
+            # The success path: nothing built, nothing read (a 202 only polls on the deferred GET).
+            if status < 400 and (status != 202 or not _polls(request)):
                 self._observe(status)
                 first.extensions["xretry"] = first_try_history(status)
                 return first
@@ -425,7 +430,7 @@ class AsyncDriver(_Driver[Any]):
             first = exc
         else:
             status = first.status_code
-            if status < 400 and status != 202:
+            if status < 400 and (status != 202 or not _polls(request)):
                 self._observe(status)
                 first.extensions["xretry"] = first_try_history(status)
                 return first
