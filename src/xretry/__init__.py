@@ -44,28 +44,6 @@ from ._transport import OUTER_LOOP, AsyncRetryTransport, RetryTransport
 
 __version__ = "0.1.0.dev0"
 
-# Tracebacks and reprs name the public path (xretry.AuthenticationError), not the private module.
-for _error in (
-    APIStatusError,
-    AuthenticationError,
-    BadRequestError,
-    DeferredError,
-    DeferredNotFoundError,
-    DeferredResultError,
-    DeferredTimeoutError,
-    InvalidAPIKeyError,
-    MethodNotAllowedError,
-    NotFoundError,
-    PermissionDeniedError,
-    QuotaExhaustedError,
-    RateLimitError,
-    ServerError,
-    UnprocessableEntityError,
-    UnsupportedMediaTypeError,
-    XRetryError,
-):
-    _error.__module__ = "xretry"
-del _error
 
 __all__ = [
     "APIStatusError",
@@ -110,3 +88,10 @@ __all__ = [
     "retry",
     "testing",
 ]
+
+# Tracebacks and reprs name the public path (xretry.AuthenticationError), not the private module.
+for _name in __all__:
+    _public = globals()[_name]
+    if isinstance(_public, type) and issubclass(_public, XRetryError):
+        _public.__module__ = "xretry"
+del _name, _public
