@@ -18,6 +18,7 @@ import json
 import random
 import re
 import time
+from collections import deque
 from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from . import _testing
@@ -511,12 +513,17 @@ def _worth_another_poll(exc: Exception) -> bool:
 
 
 class _Batch:
-    """The shared schedule behind ``as_completed``: one heap of due polls, one dispatcher."""
+    """The shared schedule behind ``as_completed``: one heap of due polls, one dispatcher.
+
+    The dispatcher starts a task only when one of the ``concurrency`` slots is free, due polls
+    before new submissions (a submitted job waiting is paid-for work), so 10,000 pending jobs are
+    10,000 small heap entries, not 10,000 parked tasks.
+    """
 
     def __init__(self, poller: AsyncDeferredCompletions, concurrency: int, poll: PollPolicy):
         self.poller = poller
         self.poll = poll
-        self.limiter = anyio.CapacityLimiter(concurrency)
+        self.free = concurrency
         self.heap: list[_Job] = []
         self.seq = itertools.count()
         self.outstanding = 0
@@ -571,67 +578,89 @@ class _Batch:
             for request_id in ids:
                 self.outstanding += 1
                 self.push(_Job(now, next(self.seq), request_id, 0, now))
-            for body in bodies:
-                self.outstanding += 1
-                group.start_soon(self._submit, body, send)
+            waiting = deque(bodies)
+            self.outstanding += len(waiting)
             while self.outstanding:
                 now = self.now()
-                while self.heap and self.heap[0].due <= now:
-                    group.start_soon(self._poll_once, heapq.heappop(self.heap), send)
+                while self.free > 0 and self.heap and self.heap[0].due <= now:
+                    self._start(group, self._poll_once, heapq.heappop(self.heap), send)
+                while self.free > 0 and waiting:
+                    self._start(group, self._submit, waiting.popleft(), send)
                 self.wakeup = anyio.Event()
-                await self._idle((self.heap[0].due - now) if self.heap else None)
+                due = self.heap[0].due - now if self.heap and self.free > 0 else None
+                await self._idle(due)
+
+    def _start(
+        self,
+        group: anyio.abc.TaskGroup,
+        work: Callable[[Any, MemoryObjectSendStream[DeferredOutcome]], Awaitable[None]],
+        item: Any,
+        send: MemoryObjectSendStream[DeferredOutcome],
+    ) -> None:
+        self.free -= 1
+        group.start_soon(self._in_slot, work, item, send)
+
+    async def _in_slot(
+        self,
+        work: Callable[[Any, MemoryObjectSendStream[DeferredOutcome]], Awaitable[None]],
+        item: Any,
+        send: MemoryObjectSendStream[DeferredOutcome],
+    ) -> None:
+        try:
+            await work(item, send)
+        finally:
+            self.free += 1
+            self.wakeup.set()
 
     async def _submit(
         self, body: Mapping[str, Any], send: MemoryObjectSendStream[DeferredOutcome]
     ) -> None:
         started = self.now()
         while True:
-            async with self.limiter:
-                try:
-                    request_id = await self.poller.submit(**body)
-                    break
-                except Exception as exc:
-                    # A submission that was refused (429, 5xx) was not accepted, so not paid for:
-                    # try again later, within the poll timeout. Anything else ends the job.
-                    timeout = self.poll.timeout
-                    late = timeout is not None and self.now() - started >= timeout
-                    if late or not _worth_another_poll(exc):
-                        self.outstanding -= 1
-                        await send.send(DeferredOutcome("", error=exc))
-                        self.wakeup.set()
-                        return
+            try:
+                request_id = await self.poller.submit(**body)
+                break
+            except Exception as exc:
+                # A submission that was refused (429, 5xx) was not accepted, so not paid for:
+                # try again later, within the poll timeout. Anything else ends the job.
+                timeout = self.poll.timeout
+                late = timeout is not None and self.now() - started >= timeout
+                if late or not _worth_another_poll(exc):
+                    self.outstanding -= 1
+                    await send.send(DeferredOutcome("", error=exc))
+                    self.wakeup.set()
+                    return
             await self._pause_for(poll_gap(self.poll, 1, self.rng, None))
         now = self.now()
         self.push(_Job(now + self.poll.first_delay, next(self.seq), request_id, 0, now))
 
     async def _poll_once(self, job: _Job, send: MemoryObjectSendStream[DeferredOutcome]) -> None:
         poller = self.poller
-        async with self.limiter:
-            try:
-                stored = poller._stored(job.request_id)
-                if stored is None:
-                    request = poller._poll_request(job.request_id, False)
-                    # Shielded from the send to the store: a result the server has sent is gone
-                    # from it, so leaving the block early must not drop it on the floor.
-                    with anyio.CancelScope(shield=True):
-                        try:
-                            response = await poller._driver.handle_async_request(request)
-                        except Exception as exc:
-                            if not _worth_another_poll(exc):
-                                raise
-                            self._reschedule(job, None, send)  # nothing was delivered: ask later
-                            return
-                        history = response.extensions.get("xretry")
-                        if response.status_code == 202 or getattr(history, "gave_up", False):
-                            # Not ready, or a 429/5xx run that outlasted the policy: a paid-for
-                            # job is not given up on before its poll timeout.
-                            await response.aclose()
-                            self._reschedule(job, response, send)
-                            return
-                        stored = poller._answered(job.request_id, response)
-                outcome = DeferredOutcome(job.request_id, stored)
-            except Exception as exc:
-                outcome = DeferredOutcome(job.request_id, error=exc)
+        try:
+            stored = poller._stored(job.request_id)
+            if stored is None:
+                request = poller._poll_request(job.request_id, False)
+                # Shielded from the send to the store: a result the server has sent is gone
+                # from it, so leaving the block early must not drop it on the floor.
+                with anyio.CancelScope(shield=True):
+                    try:
+                        response = await poller._driver.handle_async_request(request)
+                    except Exception as exc:
+                        if not _worth_another_poll(exc):
+                            raise
+                        self._reschedule(job, None, send)  # nothing was delivered: ask later
+                        return
+                    history = response.extensions.get("xretry")
+                    if response.status_code == 202 or getattr(history, "gave_up", False):
+                        # Not ready, or a 429/5xx run that outlasted the policy: a paid-for
+                        # job is not given up on before its poll timeout.
+                        await response.aclose()
+                        self._reschedule(job, response, send)
+                        return
+                    stored = poller._answered(job.request_id, response)
+            outcome = DeferredOutcome(job.request_id, stored)
+        except Exception as exc:
+            outcome = DeferredOutcome(job.request_id, error=exc)
         self.outstanding -= 1
         await send.send(outcome)
         self.wakeup.set()
