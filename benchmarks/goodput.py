@@ -1,0 +1,736 @@
+"""How much of a rate limit does each retry library turn into completed calls?
+
+The workload (issue 6): ``--calls`` (400) chat completions, ``POST /v1/chat/completions`` with a
+small valid body and ``Authorization: Bearer``, ``--concurrency`` (64) at a time (that many worker
+tasks, each taking the next call), against the emulator's token bucket of ``--rate-limit`` (40)
+requests per second with a ``--burst`` of 10. The ideal is the burst at once and the rest at the
+limit: ``(400 - 10) / 40 = 9.75 s``. Each contender runs in each header mode, against a *fresh*
+emulator (same scenario, same seed) in a child process (``multiprocessing``, spawn), so the
+server's CPU neither slows the client's event loop nor leaks state between runs. The header modes
+(``Scenario(hints=...)``):
+
+* ``retry-after``: a 429 carries ``retry-after`` in whole seconds only (always ``1`` here);
+* ``full``: ``retry-after-ms`` (1-25 ms here), ``retry-after`` and ``x-ratelimit-*``;
+* ``none``: a 429 carries no hint header at all.
+
+The contenders, each configured as the issue names it (all asyncio; their waits are real sleeps):
+
+a. ``httpx-retries``  ``httpx.AsyncClient(transport=httpx_retries.RetryTransport(retry=Retry(
+                      total=10, backoff_factor=0.5, allowed_methods=[...defaults, "POST"],
+                      status_forcelist=[429, 500, 502, 503, 504])))``; ``raise_for_status()``.
+                      Up to 10 retries (11 tries); honours ``retry-after`` (seconds or a date),
+                      not ``retry-after-ms``; without POST in ``allowed_methods`` it would not
+                      retry a chat completion at all.
+b. ``tenacity``       a plain ``httpx.AsyncClient``; per call ``tenacity.AsyncRetrying(wait=
+                      wait_random_exponential(multiplier=1, max=60), stop=stop_after_attempt(10),
+                      retry=<429, 5xx, transport errors>, reraise=True)`` around ``post`` +
+                      ``raise_for_status()`` (full jitter; no hint is read).
+c. ``stamina``        a plain ``httpx.AsyncClient``; per call ``stamina.retry_context(on=hook,
+                      attempts=10)`` (other arguments default: ``timeout=45``, ``wait_initial=0.1``,
+                      ``wait_max=5``, ``wait_jitter=1``) around ``post`` + ``raise_for_status()``;
+                      ``hook`` retries 429/5xx and transport errors, and returns ``retry-after``
+                      as the wait when the 429 has one (stamina's documented backoff hook: it reads
+                      no header by itself). Its on-retry logging hooks are switched off.
+d. ``openai SDK``     ``AsyncOpenAI(base_url=..., api_key=..., max_retries=10)`` (openai 3.x, on
+                      httpx2, its own default client), ``chat.completions.create``: up to 10
+                      retries, honours ``retry-after-ms`` and ``retry-after``.
+e. ``xretry defaults`` ``httpx.AsyncClient(transport=xretry.AsyncRetryTransport())``: no gate,
+                      the default ``RetryPolicy()``; ``xretry.raise_for_status(response)``.
+f. ``xretry + Gate``  the same with ``AsyncRetryTransport(gate=xretry.Gate())``: one gate shared
+                      by all the calls (shared cooldown, adaptive pacing); its learned ``rate`` is
+                      sampled every 0.25 s into the JSON.
+
+The httpx clients get a pool of ``--concurrency`` connections (the pool is not the contender);
+the openai SDK keeps its own (1000).
+
+Per contender and mode: "of ideal" = ideal time / elapsed time (first call started to last call
+finished), failed calls (a call that raised; when a run passes ``--max-seconds`` it is cut off and
+every call not yet succeeded counts as failed), 429s per success (the server's ``rate_limited``
+over its ``status.200``), and the total requests the server saw. A server-side timeline (requests,
+429s and 200s, from ``GET /_stats`` every 0.25 s) and, for the xretry rows, attempts per call go to
+the JSON too. Targets from the issue, for xretry with its defaults in all three modes: no failures,
+at least 0.95 of ideal, at most 0.1 429s per success. Results go to
+``benchmarks/results/goodput.json``; the summary table is printed as Markdown, like the issue's.
+
+Run (the full run takes about 8 minutes: 6 contenders x 3 modes, each at least 9.75 s)::
+
+    .venv/bin/python benchmarks/goodput.py
+    .venv/bin/python benchmarks/goodput.py --quick                  # 80 calls: a smoke run
+    .venv/bin/python benchmarks/goodput.py --only e,f --modes full  # some contenders and modes
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import multiprocessing
+import platform
+import shlex
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import _report  # benchmarks/_report.py, beside this script
+import httpx
+import httpx_retries
+import openai
+import stamina
+import tenacity
+from openai.types.chat import ChatCompletionMessageParam
+
+import xretry
+from xretry.emulator import EmulatorServer, Scenario
+
+DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "goodput.json"
+API_KEY = "bench-key"
+MODEL = "grok-4"
+PATH = "chat/completions"
+
+#: The header modes, in the issue's column order, with its column titles.
+MODES: dict[str, str] = {
+    "retry-after": "429s with `retry-after` (s)",
+    "full": "with ms hints and `x-ratelimit-*`",
+    "none": "with no hint headers",
+}
+
+#: The targets of issue 6, for xretry with its defaults.
+TARGET_RATIO = 0.95
+TARGET_429_PER_SUCCESS = 0.1
+
+#: How often the server's counters (and a gate's rate) are sampled during a run.
+SAMPLE_EVERY = 0.25
+
+
+# -- the emulator, in a child process ---------------------------------------------------------
+
+
+def _serve(scenario: dict[str, Any], conn: Connection) -> None:
+    """Child process: serve ``Scenario(**scenario)`` on loopback until told to stop."""
+    with EmulatorServer(Scenario(**scenario)) as server:
+        conn.send(server.url)
+        conn.recv()
+
+
+class ChildEmulator:
+    """An :class:`EmulatorServer` in a spawned child process; stats read over HTTP."""
+
+    def __init__(self, scenario: dict[str, Any]) -> None:
+        self._ctx = multiprocessing.get_context("spawn")
+        self._conn, child = self._ctx.Pipe()
+        self._process = self._ctx.Process(
+            target=_serve, args=(scenario, child), name="goodput-emulator", daemon=True
+        )
+        self.url = ""
+
+    def __enter__(self) -> ChildEmulator:
+        self._process.start()
+        if not self._conn.poll(60):
+            self._process.kill()
+            raise RuntimeError("the emulator child process did not start within 60 s")
+        self.url = str(self._conn.recv())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with contextlib.suppress(OSError):
+            self._conn.send("stop")
+        self._process.join(15)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join(5)
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.url}/v1"
+
+
+def _scenario(args: argparse.Namespace, hints: str) -> dict[str, Any]:
+    return {"seed": args.seed, "rate_limit": args.rate_limit, "burst": args.burst, "hints": hints}
+
+
+# -- the contenders ---------------------------------------------------------------------------
+
+
+@dataclass
+class Session:
+    """One contender, ready to run: ``call(i)`` makes call ``i`` and raises if it failed."""
+
+    call: Callable[[int], Awaitable[None]]
+    gate: xretry.Gate | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+Opener = Callable[[str, int], contextlib.AbstractAsyncContextManager[Session]]
+
+
+@dataclass(frozen=True)
+class Contender:
+    key: str
+    name: str
+    description: str
+    open: Opener
+    #: The row the issue's targets are for.
+    target: bool = False
+
+
+def _body(i: int) -> dict[str, Any]:
+    return {"model": MODEL, "messages": [{"role": "user", "content": f"Benchmark call {i}"}]}
+
+
+def _pool(concurrency: int) -> httpx.AsyncHTTPTransport:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    return httpx.AsyncHTTPTransport(limits=limits)
+
+
+def _client(base_url: str, transport: httpx.AsyncBaseTransport) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=base_url,
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        transport=transport,
+        timeout=httpx.Timeout(30.0),
+        trust_env=False,
+    )
+
+
+def _retryable(exc: BaseException) -> bool:
+    """What the issue's tenacity and stamina users retry: 429, 5xx and transport errors."""
+    if isinstance(exc, httpx.HTTPStatusError):
+        status = exc.response.status_code
+        return status == 429 or status >= 500
+    return isinstance(exc, httpx.TransportError)
+
+
+@contextlib.asynccontextmanager
+async def open_httpx_retries(base_url: str, concurrency: int) -> AsyncIterator[Session]:
+    retry = httpx_retries.Retry(
+        total=10,
+        backoff_factor=0.5,
+        allowed_methods=[*httpx_retries.Retry.RETRYABLE_METHODS, "POST"],
+        status_forcelist=[429, 500, 502, 503, 504],
+    )
+    transport = httpx_retries.RetryTransport(transport=_pool(concurrency), retry=retry)
+    async with _client(base_url, transport) as client:
+
+        async def call(i: int) -> None:
+            (await client.post(PATH, json=_body(i))).raise_for_status()
+
+        yield Session(call)
+
+
+@contextlib.asynccontextmanager
+async def open_tenacity(base_url: str, concurrency: int) -> AsyncIterator[Session]:
+    async with _client(base_url, _pool(concurrency)) as client:
+
+        async def call(i: int) -> None:
+            async for attempt in tenacity.AsyncRetrying(
+                wait=tenacity.wait_random_exponential(multiplier=1, max=60),
+                stop=tenacity.stop_after_attempt(10),
+                retry=tenacity.retry_if_exception(_retryable),
+                reraise=True,
+            ):
+                with attempt:
+                    (await client.post(PATH, json=_body(i))).raise_for_status()
+
+        yield Session(call)
+
+
+def _stamina_hook(exc: Exception) -> bool | float:
+    """Retry 429/5xx and transport errors; a ``retry-after`` in seconds is the wait."""
+    if not _retryable(exc):
+        return False
+    if isinstance(exc, httpx.HTTPStatusError):
+        value = exc.response.headers.get("retry-after", "")
+        with contextlib.suppress(ValueError):
+            return float(value)
+    return True
+
+
+@contextlib.asynccontextmanager
+async def open_stamina(base_url: str, concurrency: int) -> AsyncIterator[Session]:
+    stamina.instrumentation.set_on_retry_hooks([])  # no logging of a few thousand retries
+    async with _client(base_url, _pool(concurrency)) as client:
+
+        async def call(i: int) -> None:
+            async for attempt in stamina.retry_context(on=_stamina_hook, attempts=10):
+                with attempt:
+                    (await client.post(PATH, json=_body(i))).raise_for_status()
+
+        yield Session(call)
+
+
+@contextlib.asynccontextmanager
+async def open_openai(base_url: str, concurrency: int) -> AsyncIterator[Session]:
+    async with openai.AsyncOpenAI(base_url=base_url, api_key=API_KEY, max_retries=10) as client:
+
+        async def call(i: int) -> None:
+            messages: list[ChatCompletionMessageParam] = [
+                {"role": "user", "content": f"Benchmark call {i}"}
+            ]
+            await client.chat.completions.create(model=MODEL, messages=messages)
+
+        yield Session(call)
+
+
+def open_xretry(gate_factory: Callable[[], xretry.Gate] | None = None) -> Opener:
+    """xretry's transport, with one gate (a fresh one per run) shared by all calls, or none."""
+
+    @contextlib.asynccontextmanager
+    async def opener(base_url: str, concurrency: int) -> AsyncIterator[Session]:
+        gate = None if gate_factory is None else gate_factory()
+        transport = xretry.AsyncRetryTransport(_pool(concurrency), gate=gate)
+        attempts: Counter[int] = Counter()
+        stops: Counter[str] = Counter()
+        slept = 0.0
+        async with _client(base_url, transport) as client:
+
+            async def call(i: int) -> None:
+                nonlocal slept
+                response = await client.post(PATH, json=_body(i))
+                history = response.extensions.get("xretry")
+                if isinstance(history, xretry.RetryHistory):
+                    attempts[history.attempt_count] += 1
+                    slept += history.total_delay
+                    if history.gave_up:
+                        stops[history.stop_reason or "gave up"] += 1
+                xretry.raise_for_status(response)
+
+            session = Session(call, gate=gate)
+            try:
+                yield session
+            finally:
+                session.notes["attempts_per_call"] = dict(sorted(attempts.items()))
+                session.notes["gave_up"] = dict(stops)
+                session.notes["retry_sleep_s_total"] = round(slept, 2)
+                if gate is not None:
+                    session.notes["gate_rate_at_end"] = gate.rate
+                    session.notes["gate_429s_seen"] = gate.rate_limited
+
+    return opener
+
+
+CONTENDERS: list[Contender] = [
+    Contender(
+        "a",
+        "httpx-retries (10 retries, factor 0.5)",
+        "RetryTransport(retry=Retry(total=10, backoff_factor=0.5, allowed_methods=+POST, "
+        "status_forcelist=[429, 5xx]))",
+        open_httpx_retries,
+    ),
+    Contender(
+        "b",
+        "tenacity (full jitter, 10 tries)",
+        "AsyncRetrying(wait_random_exponential(multiplier=1, max=60), stop_after_attempt(10), "
+        "429/5xx) per call on a plain httpx.AsyncClient",
+        open_tenacity,
+    ),
+    Contender(
+        "c",
+        "stamina (honours retry-after)",
+        "retry_context(on=hook, attempts=10) per call; hook returns retry-after as the wait",
+        open_stamina,
+    ),
+    Contender(
+        "d",
+        "openai SDK (max_retries=10)",
+        "AsyncOpenAI(base_url, api_key, max_retries=10).chat.completions.create",
+        open_openai,
+    ),
+    Contender(
+        "e",
+        "xretry defaults (no gate)",
+        "httpx.AsyncClient(transport=xretry.AsyncRetryTransport()) + xretry.raise_for_status",
+        open_xretry(),
+        target=True,
+    ),
+    Contender(
+        "f",
+        "xretry + shared Gate()",
+        "httpx.AsyncClient(transport=xretry.AsyncRetryTransport(gate=xretry.Gate()))",
+        open_xretry(xretry.Gate),
+    ),
+]
+
+
+# -- one contender in one header mode, against a fresh emulator --------------------------------
+
+
+def ideal_seconds(args: argparse.Namespace) -> float:
+    """The burst at once, the rest at the limit."""
+    return float(max(args.calls - args.burst, 0) / args.rate_limit)
+
+
+@dataclass
+class Outcome:
+    """What one run saw: from the client, and from the server's counters."""
+
+    succeeded: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    timed_out: bool = False
+    elapsed: float = 0.0
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+async def _drive(
+    contender: Contender, url: str, base_url: str, args: argparse.Namespace
+) -> Outcome:
+    out = Outcome()
+    async with (
+        contender.open(base_url, args.concurrency) as session,
+        httpx.AsyncClient(trust_env=False, timeout=10.0) as probe,
+    ):
+        calls = iter(range(args.calls))
+
+        async def worker() -> None:
+            for i in calls:  # one shared iterator: each worker takes the next call
+                try:
+                    await session.call(i)
+                except Exception as exc:
+                    out.errors[type(exc).__name__] += 1
+                else:
+                    out.succeeded += 1
+
+        async def sample(started: float) -> None:
+            while True:
+                t = round(time.perf_counter() - started, 2)
+                row: dict[str, Any] = {"t": t}
+                if session.gate is not None:
+                    rate = session.gate.rate
+                    row["gate_rate"] = None if rate is None else round(rate, 1)
+                    row["gate_429s"] = session.gate.rate_limited
+                with contextlib.suppress(httpx.HTTPError, ValueError):
+                    stats = (await probe.get(f"{url}/_stats")).json()
+                    row["requests"] = int(stats.get("requests", 0))
+                    row["rate_limited"] = int(stats.get("rate_limited", 0))
+                    row["ok"] = int(stats.get("status.200", 0))
+                out.samples.append(row)
+                await asyncio.sleep(SAMPLE_EVERY)
+
+        started = time.perf_counter()
+        sampler = asyncio.create_task(sample(started))
+        try:
+            async with asyncio.timeout(args.max_seconds), asyncio.TaskGroup() as group:
+                for _ in range(min(args.concurrency, args.calls)):
+                    group.create_task(worker())
+        except TimeoutError:
+            out.timed_out = True
+        out.elapsed = time.perf_counter() - started
+        sampler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sampler
+        await asyncio.sleep(0.2)  # let cancelled requests reach (or not) the server
+        out.stats = (await probe.get(f"{url}/_stats")).json()
+    out.notes = session.notes
+    return out
+
+
+def _timeline(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per whole second of the run: requests, 429s and 200s the server counted in it."""
+    rows: list[dict[str, Any]] = []
+    last = {"requests": 0, "rate_limited": 0, "ok": 0}
+    second = 1
+    for sample in samples:
+        if "requests" not in sample or sample["t"] < second:
+            continue
+        while sample["t"] >= second + 1:  # a gap in the samples: count it in the later second
+            second += 1
+        row: dict[str, Any] = {"second": second}
+        for key in last:
+            row[key] = sample[key] - last[key]
+            last[key] = sample[key]
+        rows.append(row)
+        second += 1
+    return rows
+
+
+def measure(contender: Contender, mode: str, args: argparse.Namespace) -> dict[str, Any]:
+    with ChildEmulator(_scenario(args, mode)) as emulator:
+        out = asyncio.run(_drive(contender, emulator.url, emulator.base_url, args))
+    stats, elapsed = out.stats, out.elapsed
+    failed = args.calls - out.succeeded
+    ok = int(stats.get("status.200", 0))
+    rate_limited = int(stats.get("rate_limited", 0))
+    ideal = ideal_seconds(args)
+    row: dict[str, Any] = {
+        "key": contender.key,
+        "description": contender.description,
+        "target_row": contender.target,
+        "mode": mode,
+        "calls": args.calls,
+        "succeeded": out.succeeded,
+        "failed": failed,
+        "errors": dict(out.errors),
+        "timed_out": out.timed_out,
+        "elapsed_s": round(elapsed, 3),
+        "ideal_s": ideal,
+        "ratio_of_ideal": round(ideal / elapsed, 4) if ideal and elapsed else None,
+        "server_ok": ok,
+        "rate_limited": rate_limited,
+        "per_success_429": round(rate_limited / ok, 4) if ok else None,
+        "requests": int(stats.get("requests", 0)),
+        "notes": out.notes,
+        "timeline": _timeline(out.samples),
+        "samples": out.samples,
+        "server_stats": stats,
+    }
+    row["meets"] = meets(row)
+    return row
+
+
+def meets(row: dict[str, Any]) -> dict[str, bool]:
+    ratio, per = row["ratio_of_ideal"], row["per_success_429"]
+    return {
+        "no_failures": row["failed"] == 0,
+        "ratio": ratio is not None and ratio >= TARGET_RATIO,
+        "per_success_429": per is not None and per <= TARGET_429_PER_SUCCESS,
+    }
+
+
+# -- reporting --------------------------------------------------------------------------------
+
+
+def _num(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _marks(row: dict[str, Any]) -> str:
+    return "".join("+" if ok else "-" for ok in row["meets"].values())
+
+
+def mode_table(rows: dict[str, dict[str, Any]]) -> str:
+    width = max(len(f"{row['key']}. {name}") for name, row in rows.items())
+    header = (
+        f"{'contender':<{width}} {'of ideal':>8} {'elapsed s':>9} {'ok':>5} {'failed':>6} "
+        f"{'429s':>6} {'429s/ok':>7} {'requests':>8}  targets"
+    )
+    lines = [header, "-" * len(header)]
+    for name, row in rows.items():
+        elapsed = f"{row['elapsed_s']:.1f}" + ("*" if row["timed_out"] else "")
+        lines.append(
+            f"{row['key'] + '. ' + name:<{width}} {_num(row['ratio_of_ideal'], '.2f'):>8} "
+            f"{elapsed:>9} {row['succeeded']:>5} {row['failed']:>6} {row['rate_limited']:>6} "
+            f"{_num(row['per_success_429'], '.2f'):>7} {row['requests']:>8}  {_marks(row)}"
+        )
+    return "\n".join(lines)
+
+
+def summary_cell(row: dict[str, Any]) -> str:
+    timed_out = " (timed out)" if row["timed_out"] else ""
+    return (
+        f"{_num(row['ratio_of_ideal'], '.2f')}, {row['failed']} failed, "
+        f"{_num(row['per_success_429'], '.1f')}{timed_out}"
+    )
+
+
+def summary_table(results: dict[str, dict[str, dict[str, Any]]], names: list[str]) -> str:
+    modes = list(results)
+    lines = [
+        "| client | " + " | ".join(MODES[mode] for mode in modes) + " |",
+        "|---" * (len(modes) + 1) + "|",
+    ]
+    for name in names:
+        cells = [summary_cell(results[mode][name]) for mode in modes if name in results[mode]]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _series(values: list[Any], spec: str) -> str:
+    return ", ".join(_num(v, spec) for v in values)
+
+
+def evidence(name: str, row: dict[str, Any], seconds: int = 16) -> list[str]:
+    """The xretry rows: attempts per call, and what the server (and the gate) did per second."""
+    lines = [f"  {row['key']}. {name} [{row['mode']}]:"]
+    notes = row["notes"]
+    lines.append(
+        f"    attempts per call {notes.get('attempts_per_call')}, gave up "
+        f"{notes.get('gave_up') or 0}, errors {row['errors'] or 0}, "
+        f"retry sleeps {notes.get('retry_sleep_s_total')} s in all"
+    )
+    timeline = row["timeline"][:seconds]
+    lines.append("    200s per second:    " + _series([s["ok"] for s in timeline], "d"))
+    lines.append("    429s per second:    " + _series([s["rate_limited"] for s in timeline], "d"))
+    gated = [s for s in row["samples"] if "gate_rate" in s]
+    if gated:
+        by_second = [
+            next((s["gate_rate"] for s in gated if s["t"] >= second), None)
+            for second in range(1, 1 + min(seconds, int(gated[-1]["t"])))
+        ]
+        lines.append("    gate rate at 1 s, 2 s, ...: " + _series(by_second, ".1f"))
+        lines.append(
+            f"    gate: rate at end {_num(notes.get('gate_rate_at_end'), '.1f')} req/s, "
+            f"429s seen {notes.get('gate_429s_seen')}"
+        )
+    return lines
+
+
+def versions() -> dict[str, str]:
+    return _report.versions(
+        ("xretry", "httpx", "httpx2", "httpx-retries", "tenacity", "stamina", "openai", "uvicorn")
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Goodput under a rate limit: each retry library's share of the ideal time, "
+        "failures and 429s, in three header modes."
+    )
+    parser.add_argument("--calls", type=int, help="chat completions per run (400; quick: 80)")
+    parser.add_argument("--concurrency", type=int, default=64, help="calls in flight (64)")
+    parser.add_argument("--rate-limit", type=float, default=40.0, help="requests/s (40)")
+    parser.add_argument("--burst", type=int, default=10, help="token bucket burst (10)")
+    parser.add_argument("--seed", type=int, default=6, help="the emulator's seed (6)")
+    parser.add_argument(
+        "--only", default="", help="comma-separated contender keys a-f (default: all)"
+    )
+    parser.add_argument(
+        "--modes",
+        default=",".join(MODES),
+        help=f"comma-separated header modes (default: {','.join(MODES)})",
+    )
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=120.0,
+        help="cut a run off after this long; calls not done count as failed (120)",
+    )
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 80 calls")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=DEFAULT_OUTPUT,
+        help="where to write the JSON results (default benchmarks/results/goodput.json)",
+    )
+    args = parser.parse_args(argv)
+    if args.calls is None:
+        args.calls = 80 if args.quick else 400
+    if args.calls < 1 or args.concurrency < 1 or args.burst < 1:
+        parser.error("--calls, --concurrency and --burst must be at least 1")
+    if not args.rate_limit > 0 or not args.max_seconds > 0:
+        parser.error("--rate-limit and --max-seconds must be > 0")
+    keys = {k.strip() for k in args.only.split(",") if k.strip()}
+    unknown = keys - {c.key for c in CONTENDERS}
+    if unknown:
+        parser.error(f"unknown contender key(s): {', '.join(sorted(unknown))}")
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    bad = [m for m in modes if m not in MODES]
+    if bad or not modes:
+        parser.error(f"--modes takes {', '.join(MODES)}; got {args.modes!r}")
+    chosen = [c for c in CONTENDERS if not keys or c.key in keys]
+    # xretry logs one warning per give-up; they are counted from each RetryHistory instead.
+    logging.getLogger("xretry").setLevel(logging.ERROR)
+
+    command = shlex.join(sys.orig_argv)
+    found = versions()
+    source = _report.source_state()
+    _report.print_header(found, source, command)
+    ideal = ideal_seconds(args)
+    print(
+        f"setup:    {args.calls} chat completions, {args.concurrency} at a time, one "
+        f"{args.rate_limit:g} req/s bucket (burst {args.burst}): ideal {ideal:.2f} s; seed "
+        f"{args.seed}, a fresh emulator per run (child process), runs cut off at "
+        f"{args.max_seconds:g} s"
+    )
+    print(f"default:  {xretry.RetryPolicy()!r}")
+
+    results: dict[str, dict[str, dict[str, Any]]] = {}
+    for mode in modes:
+        results[mode] = {}
+        for contender in chosen:
+            print(f"  running {contender.key}. {contender.name} [{mode}] ...", end="", flush=True)
+            row = measure(contender, mode, args)
+            results[mode][contender.name] = row
+            print(
+                f" {_num(row['ratio_of_ideal'], '.2f')} of ideal ({row['elapsed_s']:.1f} s), "
+                f"{row['failed']} failed, {row['rate_limited']} 429s",
+                flush=True,
+            )
+
+    for mode in modes:
+        print()
+        print(f"Header mode {mode!r}: {MODES[mode]}")
+        print(mode_table(results[mode]))
+    print()
+    print(
+        f"of ideal = {ideal:.2f} s / elapsed; 429s/ok = 429s / successes (server-counted); "
+        "requests = all the server saw;\n* = cut off at --max-seconds. targets (+ met, - "
+        f"missed): no failures, >= {TARGET_RATIO:g} of ideal, <= {TARGET_429_PER_SUCCESS:g} "
+        "429s per success."
+    )
+    print()
+    print(
+        f"Summary ({args.calls} calls, {args.concurrency} at a time, {args.rate_limit:g} req/s, "
+        f"burst {args.burst}; cell = of ideal, failed, 429s per success)"
+    )
+    print(summary_table(results, [c.name for c in chosen]))
+
+    print()
+    print("xretry, per second (server-counted) and per call:")
+    for mode in modes:
+        for name, row in results[mode].items():
+            if "attempts_per_call" in row["notes"]:  # the xretry rows
+                print("\n".join(evidence(name, row)))
+    verdicts: list[str] = []
+    for mode in modes:
+        for name, row in results[mode].items():
+            if row["target_row"]:
+                met = all(row["meets"].values())
+                missed = [k for k, ok in row["meets"].items() if not ok]
+                verdicts.append(
+                    f"  {name} [{mode}]: "
+                    + ("met" if met else "MISSED (" + ", ".join(missed) + ")")
+                )
+    if verdicts:
+        print()
+        print("targets for xretry with its defaults:")
+        print("\n".join(verdicts))
+
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    report = {
+        "question": "goodput under a rate limit: share of the ideal time, failures and 429s per "
+        "retry library, in three header modes",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": command,
+        "versions": found,
+        "xretry_source": source,
+        "platform": platform.platform(),
+        "settings": {
+            "calls": args.calls,
+            "concurrency": args.concurrency,
+            "rate_limit": args.rate_limit,
+            "burst": args.burst,
+            "seed": args.seed,
+            "max_seconds": args.max_seconds,
+            "quick": args.quick,
+            "ideal_s": ideal,
+            "sample_every_s": SAMPLE_EVERY,
+            "default_retry_policy": repr(xretry.RetryPolicy()),
+        },
+        "targets": {
+            "failed": 0,
+            "ratio_of_ideal": TARGET_RATIO,
+            "per_success_429": TARGET_429_PER_SUCCESS,
+        },
+        "contenders": {c.name: {"key": c.key, "description": c.description} for c in chosen},
+        "summary": {
+            name: {mode: summary_cell(results[mode][name]) for mode in modes}
+            for name in (c.name for c in chosen)
+        },
+        "results": results,
+    }
+    args.output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(f"results:  {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
