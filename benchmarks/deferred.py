@@ -66,7 +66,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import functools
 import json
 import multiprocessing
@@ -84,13 +83,13 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-import _report  # benchmarks/_report.py, beside this script
+import _report
 import anyio
 import httpx
 import tenacity
+from _emulator import ChildEmulator  # benchmarks/_report.py, beside this script
 
 import xretry
-from xretry.emulator import EmulatorServer, Scenario
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "deferred.json"
 API_KEY = "bench-key"
@@ -110,53 +109,6 @@ SDK_TIMEOUT = 600.0
 
 
 # -- the emulator, in a child process ---------------------------------------------------------
-
-
-def _serve(scenario: dict[str, Any], conn: Connection) -> None:
-    """Child process: serve ``Scenario(**scenario)`` on loopback until told to stop."""
-    with EmulatorServer(Scenario(**scenario)) as server:
-        conn.send(server.url)
-        conn.recv()
-
-
-class ChildEmulator:
-    """An :class:`EmulatorServer` in a spawned child process; stats read over HTTP."""
-
-    def __init__(self, scenario: dict[str, Any]) -> None:
-        self.scenario = scenario
-        self._ctx = multiprocessing.get_context("spawn")
-        self._conn, child = self._ctx.Pipe()
-        self._process = self._ctx.Process(
-            target=_serve, args=(scenario, child), name="deferred-emulator", daemon=True
-        )
-        self._child = child
-        self.url = ""
-
-    def __enter__(self) -> ChildEmulator:
-        self._process.start()
-        if not self._conn.poll(60):
-            self._process.kill()
-            raise RuntimeError("the emulator child process did not start within 60 s")
-        self.url = str(self._conn.recv())
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        with contextlib.suppress(OSError):
-            self._conn.send("stop")
-        self._process.join(15)
-        if self._process.is_alive():
-            self._process.kill()
-            self._process.join(5)
-
-    @property
-    def base_url(self) -> str:
-        return f"{self.url}/v1"
-
-    def stats(self) -> dict[str, Any]:
-        response = httpx.get(f"{self.url}/_stats", trust_env=False, timeout=30)
-        response.raise_for_status()
-        stats: dict[str, Any] = response.json()
-        return stats
 
 
 def _scenario(args: argparse.Namespace) -> dict[str, Any]:
@@ -498,7 +450,7 @@ async def _drive(
 
 def measure(contender: Contender, args: argparse.Namespace) -> dict[str, Any]:
     run = Run(notes={"concurrency": args.concurrency})
-    with ChildEmulator(_scenario(args)) as emulator:
+    with ChildEmulator(_scenario(args), name="deferred-emulator") as emulator:
         wall, tally, finished = asyncio.run(
             _drive(contender, emulator.base_url, args.jobs, args.max_seconds, run)
         )

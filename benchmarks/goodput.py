@@ -66,7 +66,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import multiprocessing
 import platform
 import shlex
 import sys
@@ -75,20 +74,19 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-import _report  # benchmarks/_report.py, beside this script
+import _report
 import httpx
 import httpx_retries
 import openai
 import stamina
 import tenacity
+from _emulator import ChildEmulator  # benchmarks/_report.py, beside this script
 from openai.types.chat import ChatCompletionMessageParam
 
 import xretry
-from xretry.emulator import EmulatorServer, Scenario
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "goodput.json"
 API_KEY = "bench-key"
@@ -111,45 +109,6 @@ SAMPLE_EVERY = 0.25
 
 
 # -- the emulator, in a child process ---------------------------------------------------------
-
-
-def _serve(scenario: dict[str, Any], conn: Connection) -> None:
-    """Child process: serve ``Scenario(**scenario)`` on loopback until told to stop."""
-    with EmulatorServer(Scenario(**scenario)) as server:
-        conn.send(server.url)
-        conn.recv()
-
-
-class ChildEmulator:
-    """An :class:`EmulatorServer` in a spawned child process; stats read over HTTP."""
-
-    def __init__(self, scenario: dict[str, Any]) -> None:
-        self._ctx = multiprocessing.get_context("spawn")
-        self._conn, child = self._ctx.Pipe()
-        self._process = self._ctx.Process(
-            target=_serve, args=(scenario, child), name="goodput-emulator", daemon=True
-        )
-        self.url = ""
-
-    def __enter__(self) -> ChildEmulator:
-        self._process.start()
-        if not self._conn.poll(60):
-            self._process.kill()
-            raise RuntimeError("the emulator child process did not start within 60 s")
-        self.url = str(self._conn.recv())
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        with contextlib.suppress(OSError):
-            self._conn.send("stop")
-        self._process.join(15)
-        if self._process.is_alive():
-            self._process.kill()
-            self._process.join(5)
-
-    @property
-    def base_url(self) -> str:
-        return f"{self.url}/v1"
 
 
 def _scenario(args: argparse.Namespace, hints: str) -> dict[str, Any]:
@@ -453,7 +412,7 @@ def _timeline(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def measure(contender: Contender, mode: str, args: argparse.Namespace) -> dict[str, Any]:
-    with ChildEmulator(_scenario(args, mode)) as emulator:
+    with ChildEmulator(_scenario(args, mode), name="goodput-emulator") as emulator:
         out = asyncio.run(_drive(contender, emulator.url, emulator.base_url, args))
     stats, elapsed = out.stats, out.elapsed
     failed = args.calls - out.succeeded
