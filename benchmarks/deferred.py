@@ -262,7 +262,8 @@ def xretry_per_job(poll: xretry.PollPolicy | None = None) -> Strategy:
 
         async def job(body: dict[str, Any]) -> None:
             poller = xretry.AsyncDeferredCompletions(client, poll=poll)  # its own Gate
-            gates.append(poller.gate)
+            if poller.gate is not None:
+                gates.append(poller.gate)
             try:
                 completion = await poller.create(**body)
             except Exception as exc:
@@ -292,11 +293,13 @@ def xretry_as_completed(
         )
         samples: list[tuple[float, float | None, int]] = []
         started = time.monotonic()
+        the_gate = poller.gate
+        assert the_gate is not None
 
         async def watch_gate() -> None:
             while True:
                 elapsed = round(time.monotonic() - started, 2)
-                samples.append((elapsed, poller.gate.rate, poller.gate.rate_limited))
+                samples.append((elapsed, the_gate.rate, the_gate.rate_limited))
                 await anyio.sleep(0.25)
 
         async with anyio.create_task_group() as group:
@@ -308,8 +311,8 @@ def xretry_as_completed(
                     else:
                         run.errors[type(outcome.error).__name__] += 1
             group.cancel_scope.cancel()
-        run.notes["gate_rate_at_end"] = poller.gate.rate
-        run.notes["gate_429s_seen"] = poller.gate.rate_limited
+        run.notes["gate_rate_at_end"] = the_gate.rate
+        run.notes["gate_429s_seen"] = the_gate.rate_limited
         run.notes["gate_timeline"] = [
             {"t": t, "rate": None if rate is None else round(rate, 1), "429s": seen}
             for t, rate, seen in samples

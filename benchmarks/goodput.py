@@ -75,7 +75,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import _report
 import httpx
@@ -238,13 +238,13 @@ async def open_openai(base_url: str, concurrency: int) -> AsyncIterator[Session]
         yield Session(call)
 
 
-def open_xretry(gate_factory: Callable[[], xretry.Gate] | None = None) -> Opener:
-    """xretry's transport, with one gate (a fresh one per run) shared by all calls, or none."""
+def open_xretry(gate_factory: Callable[[], xretry.Gate | Literal[False] | None]) -> Opener:
+    """xretry's transport: its own gate (``None``), one given (a fresh one per run), or none."""
 
     @contextlib.asynccontextmanager
     async def opener(base_url: str, concurrency: int) -> AsyncIterator[Session]:
-        gate = None if gate_factory is None else gate_factory()
-        transport = xretry.AsyncRetryTransport(_pool(concurrency), gate=gate)
+        transport = xretry.AsyncRetryTransport(_pool(concurrency), gate=gate_factory())
+        gate = transport.gate
         attempts: Counter[int] = Counter()
         stops: Counter[str] = Counter()
         slept = 0.0
@@ -304,16 +304,22 @@ CONTENDERS: list[Contender] = [
     ),
     Contender(
         "e",
-        "xretry defaults (no gate)",
+        "xretry defaults",
         "httpx.AsyncClient(transport=xretry.AsyncRetryTransport()) + xretry.raise_for_status",
-        open_xretry(),
+        open_xretry(lambda: None),
         target=True,
     ),
     Contender(
         "f",
-        "xretry + shared Gate()",
-        "httpx.AsyncClient(transport=xretry.AsyncRetryTransport(gate=xretry.Gate()))",
-        open_xretry(xretry.Gate),
+        "xretry, gate=False",
+        "AsyncRetryTransport(gate=False): each request backs off on its own",
+        open_xretry(lambda: False),
+    ),
+    Contender(
+        "g",
+        "xretry, limit known (Gate(rate=40))",
+        "AsyncRetryTransport(gate=xretry.Gate(rate=40)): the rate given, not learned",
+        open_xretry(lambda: xretry.Gate(rate=40.0)),
     ),
 ]
 

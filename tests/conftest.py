@@ -1,11 +1,13 @@
-"""Shared fixtures: both async backends, both HTTP libraries, and a clean global state."""
+"""Shared fixtures: both async backends, both HTTP libraries, a clean global state, and a real
+redis-server (see ``_redis.py``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import shutil
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import httpx2
@@ -14,6 +16,11 @@ import pytest
 import xretry
 import xretry.httpx2
 from xretry import _testing
+
+from ._redis import NO_REDIS_PACKAGE, NO_REDIS_SERVER, RedisServer
+
+if TYPE_CHECKING:
+    import redis
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -78,3 +85,53 @@ class FakeClock:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+# -- a real redis-server (see _redis.py) ----------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One ``redis-server`` on a free loopback port for the whole session (skips without one)."""
+    if shutil.which("redis-server") is None:
+        pytest.skip(NO_REDIS_SERVER)
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        pytest.skip(NO_REDIS_PACKAGE)
+    with RedisServer(tmp_path_factory.mktemp("redis-server")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: RedisServer) -> str:
+    """``redis://127.0.0.1:PORT/0``: the session's server. Not flushed: see ``redis_client``."""
+    return redis_server.url
+
+
+@pytest.fixture
+def new_redis_client(redis_url: str) -> Iterator[Callable[[], redis.Redis]]:
+    """Make clients of the session's server, on a database flushed for this test.
+
+    Each call is a new client with its own connection pool (another "host"); all are closed at
+    teardown.
+    """
+    import redis
+
+    clients: list[redis.Redis] = []
+
+    def connect() -> redis.Redis:
+        client = redis.Redis.from_url(redis_url, socket_timeout=10, socket_connect_timeout=10)
+        clients.append(client)
+        return client
+
+    connect().flushdb()
+    yield connect
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def redis_client(new_redis_client: Callable[[], redis.Redis]) -> redis.Redis:
+    """A client of the session's redis-server, on a database flushed for this test."""
+    return new_redis_client()

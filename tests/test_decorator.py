@@ -614,7 +614,7 @@ def test_retry_after_is_read_from_the_exceptions_response(
 ) -> None:
     flaky = Flaky(lambda: factory(headers), failures=2)
 
-    @xretry.retry
+    @xretry.retry(gate=False)  # each call honours its hints as sent (the gate: test_gate.py)
     def call() -> str:
         return flaky()
 
@@ -626,7 +626,7 @@ def test_retry_after_is_read_from_the_exceptions_response(
 def test_injected_sleep_and_clock_receive_the_server_hint(clock: FakeClock) -> None:
     steps = iter([status_error(httpx2, 429, headers={"retry-after": "2"}), sdk_status_error(503)])
 
-    @xretry.retry(sleep=clock.sleep, clock=clock)
+    @xretry.retry(sleep=clock.sleep, clock=clock, gate=False)
     def call() -> str:
         step = next(steps, None)
         if step is not None:
@@ -656,7 +656,10 @@ def test_a_deadline_on_the_injected_clock_stops_the_retries(clock: FakeClock) ->
     flaky = Flaky(lambda: sdk_status_error(429, headers={"retry-after": "4"}), failures=10)
 
     @xretry.retry(
-        policy=RetryPolicy(max_attempts=10, deadline=10.0), sleep=clock.sleep, clock=clock
+        policy=RetryPolicy(max_attempts=10, deadline=10.0),
+        sleep=clock.sleep,
+        clock=clock,
+        gate=False,
     )
     def call() -> str:
         return flaky()

@@ -1,5 +1,9 @@
-"""Nothing lost: the SQLite store, the pollers' use of it, resuming, and ``as_completed`` against
-the in-process emulator (``ASGITransport``). The SIGKILL test is in ``test_deferred_crash.py``.
+"""Nothing lost: the stores, the pollers' use of them, resuming, and ``as_completed`` against the
+in-process emulator (``ASGITransport``). The SIGKILL test is in ``test_deferred_crash.py``.
+
+The store contract runs on every store (``store`` / ``open_store``: SQLite and Redis; the Redis
+runs skip without a ``redis-server``); what only one store has is tested alone, here for SQLite's
+file and in ``test_deferred_store_redis.py`` for Redis.
 """
 
 from __future__ import annotations
@@ -8,35 +12,67 @@ import gc
 import threading
 import time
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
 import pytest
 
 import xretry
-from xretry import DeferredOutcome, PollPolicy, SQLiteDeferredStore
+from xretry import DeferredOutcome, DeferredStore, PollPolicy, SQLiteDeferredStore
 from xretry.emulator import EmulatorApp, Fault, Scenario
 from xretry.testing import no_wait
 
 from .conftest import FLAVOURS, FakeClock, Flavour
 from .test_deferred import CHAT, COMPLETION, POLL, RID, Api, Reply, sync_poller
 
+if TYPE_CHECKING:
+    import redis
+
 CANARY = "xai-CANARY-7d1e9b44c0a2f8e6"
 HTTPX = FLAVOURS["httpx"]
 OTHER = "5d7c1f3e-2b4a-4c6d-9e8f-0a1b2c3d4e5f"
 
 
+#: Opens one more store on the same data: another process (SQLite) or another host (Redis).
+OpenStore = Callable[[], DeferredStore]
+
+#: Every store the contract runs on.
+STORES = ["sqlite", "redis"]
+
+
+@pytest.fixture(params=STORES)
+def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenStore]:
+    """One SQLite file, or one Redis prefix on a flushed database: each call opens a new store
+    object (and, for Redis, a new client) on it. SQLite stores are closed at teardown."""
+    if request.param == "redis":
+        new_client: Callable[[], redis.Redis] = request.getfixturevalue("new_redis_client")
+        from xretry.redis import RedisDeferredStore
+
+        yield lambda: RedisDeferredStore(new_client(), prefix="test:deferred")
+        return
+    opened: list[SQLiteDeferredStore] = []
+
+    def open_sqlite() -> DeferredStore:
+        opened.append(SQLiteDeferredStore(tmp_path / "deferred.db"))
+        return opened[-1]
+
+    yield open_sqlite
+    for each in opened:
+        each.close()
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> SQLiteDeferredStore:
-    return SQLiteDeferredStore(tmp_path / "deferred.db")
+def store(open_store: OpenStore) -> DeferredStore:
+    return open_store()
 
 
 # -- the store on its own -------------------------------------------------------------------------
 
 
-def test_lifecycle_pending_done_acknowledged(store: SQLiteDeferredStore) -> None:
+def test_lifecycle_pending_done_acknowledged(store: DeferredStore) -> None:
     assert isinstance(store, xretry.DeferredStore)
     store.add("a")
     store.add("b")
@@ -54,7 +90,7 @@ def test_lifecycle_pending_done_acknowledged(store: SQLiteDeferredStore) -> None
     assert store.get("missing") is None
 
 
-def test_add_and_complete_keep_the_first_record(store: SQLiteDeferredStore) -> None:
+def test_add_and_complete_keep_the_first_record(store: DeferredStore) -> None:
     store.add("a")
     first = store.get("a")
     store.add("a")
@@ -69,7 +105,33 @@ def test_add_and_complete_keep_the_first_record(store: SQLiteDeferredStore) -> N
     assert store.unacknowledged() == ["a", "fresh"]
 
 
-def test_fail_ends_a_pending_job(store: SQLiteDeferredStore) -> None:
+def test_a_result_after_a_failure_is_kept(store: DeferredStore) -> None:
+    """Two workers poll one id: one gets the 404 (and records it), the other the result."""
+    store.add("a")
+    store.fail("a", "404: already fetched")
+    store.complete("a", {"n": 1})
+    store.fail("a", "later")
+    record = store.get("a")
+    assert record is not None
+    assert (record.state, record.result, record.error) == ("done", {"n": 1}, None)
+    assert (store.pending(), store.unacknowledged()) == ([], ["a"])
+    store.fail("b", "unknown id")  # a failure for an id never added is recorded too
+    store.acknowledge("b")
+    record = store.get("b")
+    assert record is not None
+    assert (record.state, record.error, record.acknowledged) == ("failed", "unknown id", True)
+
+
+def test_results_round_trip_as_json(store: DeferredStore) -> None:
+    result = {"text": "héllo ✓ 𝄞", "nested": [1, 2.5, None, True, {"k": "v"}], "empty": {}}
+    store.complete("a", result)
+    record = store.get("a")
+    assert record is not None
+    assert record.result == result
+    assert record.submitted_at <= (record.completed_at or 0.0) <= time.time()
+
+
+def test_fail_ends_a_pending_job(store: DeferredStore) -> None:
     store.add("a")
     store.fail("a", "404: expired")
     record = store.get("a")
@@ -78,23 +140,30 @@ def test_fail_ends_a_pending_job(store: SQLiteDeferredStore) -> None:
     assert (store.pending(), store.unacknowledged()) == ([], [])
 
 
-def test_store_survives_reopening(tmp_path: Path) -> None:
-    path = tmp_path / "deferred.db"
-    with SQLiteDeferredStore(path) as first:
-        first.add("a")
-        first.add("b")
-        first.complete("b", {"n": 2})
-        first.add("c")
-        first.fail("c", "gone")
-        records = [first.get(i) for i in "abc"]
-    with SQLiteDeferredStore(str(path)) as again:
-        assert [again.get(i) for i in "abc"] == records
-        assert (again.pending(), again.unacknowledged()) == (["a"], ["b"])
+def test_store_survives_reopening(open_store: OpenStore) -> None:
+    first = open_store()
+    first.add("a")
+    first.add("b")
+    first.complete("b", {"n": 2})
+    first.add("c")
+    first.fail("c", "gone")
+    records = [first.get(i) for i in "abc"]
+    if isinstance(first, SQLiteDeferredStore):
+        first.close()
+    again = open_store()
+    assert [again.get(i) for i in "abc"] == records
+    assert (again.pending(), again.unacknowledged()) == (["a"], ["b"])
 
 
-def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
-    path = tmp_path / "deferred.db"
-    stores = [SQLiteDeferredStore(path), SQLiteDeferredStore(path)]  # shared and separate
+def test_sqlite_store_takes_a_str_path(tmp_path: Path) -> None:
+    with SQLiteDeferredStore(str(tmp_path / "deferred.db")) as store:
+        store.add("a")
+    with SQLiteDeferredStore(tmp_path / "deferred.db") as again:
+        assert again.pending() == ["a"]
+
+
+def test_concurrent_writers_lose_nothing(open_store: OpenStore) -> None:
+    stores = [open_store(), open_store()]  # shared and separate
     barrier = threading.Barrier(8)
     errors: list[BaseException] = []
 
@@ -116,22 +185,22 @@ def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
     for thread in threads:
         thread.join(60)
     assert errors == []
-    with SQLiteDeferredStore(path) as reopened:
-        assert reopened.pending() == []
-        assert len(reopened.unacknowledged()) == 8 * 100
-        for worker in range(8):
-            for n in range(200):
-                record = reopened.get(f"{worker}-{n}")
-                assert record is not None
-                assert record.result == {"worker": worker, "n": n}
-                assert record.acknowledged is bool(n % 2)
+    reopened = open_store()
+    assert reopened.pending() == []
+    assert len(reopened.unacknowledged()) == 8 * 100
+    for worker in range(8):
+        for n in range(200):
+            record = reopened.get(f"{worker}-{n}")
+            assert record is not None
+            assert record.result == {"worker": worker, "n": n}
+            assert record.acknowledged is bool(n % 2)
 
 
 # -- the pollers write to it ----------------------------------------------------------------------
 
 
 def test_id_recorded_before_submit_returns_result_before_wait_returns(
-    flavour: Flavour, clock: FakeClock, store: SQLiteDeferredStore
+    flavour: Flavour, clock: FakeClock, store: DeferredStore
 ) -> None:
     seen_by_server: list[Any] = []
     api = Api(flavour, poll=[202, 200])
@@ -187,7 +256,7 @@ def test_a_fetched_result_is_served_from_the_store_and_never_fetched_twice(
 def test_only_a_final_answer_ends_a_job_in_the_store(
     flavour: Flavour,
     clock: FakeClock,
-    store: SQLiteDeferredStore,
+    store: DeferredStore,
     reply: Reply,
     error: type[Exception],
     state: str,
@@ -241,7 +310,7 @@ def store_state(path: Path, request_id: str) -> str | None:
 
 
 def test_resume_hands_over_unacknowledged_then_pending(
-    flavour: Flavour, clock: FakeClock, store: SQLiteDeferredStore
+    flavour: Flavour, clock: FakeClock, store: DeferredStore
 ) -> None:
     store.complete("fetched", {"id": "stored"})  # fetched before the crash, never handed over
     store.complete("handled", {"id": "old"})
@@ -273,13 +342,12 @@ def test_resume_needs_a_store(flavour: Flavour, clock: FakeClock) -> None:
 
 
 def test_a_result_wait_returned_to_a_crashing_caller_is_handed_over_again(
-    flavour: Flavour, clock: FakeClock, tmp_path: Path
+    flavour: Flavour, clock: FakeClock, open_store: OpenStore
 ) -> None:
-    path = tmp_path / "deferred.db"
     api = Api(flavour)
-    assert sync_poller(flavour, api, clock, store=path).create(**CHAT) == COMPLETION
+    assert sync_poller(flavour, api, clock, store=open_store()).create(**CHAT) == COMPLETION
     # the process dies here, before the application saved the completion; on restart:
-    restarted = sync_poller(flavour, api, clock, store=path)
+    restarted = sync_poller(flavour, api, clock, store=open_store())
     assert [(o.request_id, o.completion) for o in restarted.resume()] == [(RID, COMPLETION)]
 
 
@@ -330,10 +398,9 @@ def bodies(n: int) -> list[dict[str, Any]]:
 
 @pytest.mark.anyio
 async def test_as_completed_delivers_every_result_exactly_once(
-    flavour: Flavour, tmp_path: Path
+    flavour: Flavour, store: DeferredStore
 ) -> None:
     app = EmulatorApp(Scenario(ready_after=(0.0, 0.0)))
-    store = SQLiteDeferredStore(tmp_path / "deferred.db")
     poller, counting = emulated(flavour, app, store=store)
     outcomes: list[DeferredOutcome] = []
     async with poller.as_completed(bodies(50), concurrency=5) as results:
@@ -359,7 +426,8 @@ async def test_as_completed_respects_the_concurrency_bound(
     flavour: Flavour, concurrency: int
 ) -> None:
     app = EmulatorApp(Scenario(ready_after=(0.0, 0.0)))
-    poller, counting = emulated(flavour, app)
+    # No pacing at all: the bound alone must hold the requests in flight to `concurrency`.
+    poller, counting = emulated(flavour, app, gate=False)
     ids = [await poller.submit(**body) for body in bodies(20)]
     async with poller.as_completed([*ids, *bodies(20)], concurrency=concurrency) as results:
         outcomes = [outcome async for outcome in results]
@@ -386,14 +454,14 @@ async def test_as_completed_failures_are_outcomes_not_aborts(flavour: Flavour) -
 
 
 @pytest.mark.anyio
-async def test_as_completed_resume_picks_up_the_store(flavour: Flavour, tmp_path: Path) -> None:
+async def test_as_completed_resume_picks_up_the_store(
+    flavour: Flavour, open_store: OpenStore
+) -> None:
     app = EmulatorApp(Scenario(ready_after=(0.0, 0.0)))
-    path = tmp_path / "deferred.db"
-    first, _ = emulated(flavour, app, store=path)
+    first, _ = emulated(flavour, app, store=open_store())
     submitted = [await first.submit(**body) for body in bodies(5)]  # then the process "dies"
-    with SQLiteDeferredStore(path) as store:
-        store.complete("fetched-earlier", {"id": "stored"})
-    again, _ = emulated(flavour, app, store=path)
+    open_store().complete("fetched-earlier", {"id": "stored"})
+    again, _ = emulated(flavour, app, store=open_store())
     async with again.as_completed([submitted[0]], resume=True) as results:
         outcomes = [outcome async for outcome in results]
     assert sorted(o.request_id for o in outcomes) == sorted([*submitted, "fetched-earlier"])
@@ -401,8 +469,8 @@ async def test_as_completed_resume_picks_up_the_store(flavour: Flavour, tmp_path
     stats = app.stats()
     assert (stats["deferred_delivered"], stats.get("status.404")) == (5, None)
     assert stats["polls"] == 5  # the stored one was not asked for
-    with SQLiteDeferredStore(path) as store:
-        assert (store.pending(), store.unacknowledged()) == ([], [])
+    store = open_store()
+    assert (store.pending(), store.unacknowledged()) == ([], [])
     with pytest.raises(ValueError, match="store"):
         async with emulated(flavour, app)[0].as_completed(resume=True):
             pass  # pragma: no cover
@@ -436,11 +504,10 @@ async def test_as_completed_under_no_wait_records_each_wait_once() -> None:
 
 @pytest.mark.anyio
 async def test_leaving_as_completed_early_loses_no_fetched_result(
-    flavour: Flavour, tmp_path: Path
+    flavour: Flavour, open_store: OpenStore
 ) -> None:
     app = EmulatorApp(Scenario(ready_after=(0.0, 0.0)))
-    path = tmp_path / "deferred.db"
-    poller, counting = emulated(flavour, app, store=path)
+    poller, counting = emulated(flavour, app, store=open_store())
     slow, fast = await poller.submit(**CHAT), await poller.submit(**CHAT)
     in_transit = anyio.Event()
     inner = counting.transport.handle_async_request
@@ -462,7 +529,7 @@ async def test_leaving_as_completed_early_loses_no_fetched_result(
             assert outcome.request_id == fast
             break  # the caller leaves early; the slow one must stay resumable
         await results.aclose()  # type: ignore[attr-defined]  # (see the ResourceWarning test)
-    again, _ = emulated(flavour, app, store=path)
+    again, _ = emulated(flavour, app, store=open_store())
     async with again.as_completed(resume=True) as results:
         outcomes = [outcome async for outcome in results]
     assert {o.request_id: o.ok for o in outcomes} == {slow: True, fast: True}

@@ -361,7 +361,7 @@ async def test_hint_modes(hints: Any, expected: set[str], clock: FakeClock) -> N
         assert limited.headers["retry-after"] == "1"  # whole seconds, rounded up
     if hints == "full":
         assert limited.headers["retry-after-ms"] == "125"
-        assert limited.headers["x-ratelimit-limit-requests"] == "4"
+        assert limited.headers["x-ratelimit-limit-requests"] == "1"  # the bucket, as OpenAI
         assert limited.headers["x-ratelimit-remaining-requests"] == "0"
         assert limited.headers["x-ratelimit-reset-requests"] == "125ms"
         assert xretry.classify(limited).delay == pytest.approx(0.125)

@@ -11,9 +11,8 @@ import httpx
 import pytest
 
 import xretry
-from xretry import RetryEvent, RetryPolicy
+from xretry import RetryPolicy
 from xretry.emulator import EmulatorApp, EmulatorServer, Fault, Scenario
-from xretry.testing import no_wait
 
 from .conftest import FakeClock, Flavour
 
@@ -79,21 +78,19 @@ def test_faults_over_sockets(flavour: Flavour) -> None:
 def test_retry_transport_rides_out_503s_and_429s(clock: FakeClock) -> None:
     """Scheduled 503s and a token bucket with full hints: xretry ends in a 200.
 
-    The emulator's clock moves only when xretry would have slept (a hook adds each delay), so the
-    bucket refills by exactly the waits xretry chose: the run is the same every time.
+    The emulator and xretry share one fake clock that moves only when xretry sleeps (its backoff
+    and its gate's waits), so the bucket refills by exactly the waits xretry chose: the run is the
+    same every time.
     """
     scenario = Scenario(
         rate_limit=0.5, burst=1, hints="full", faults=(Fault("status", schedule=((1, 2),)),)
     )
     app = EmulatorApp(scenario, clock=clock)
-
-    def advance(event: RetryEvent) -> None:
-        clock.sleep(event.delay)
-
-    transport = xretry.RetryTransport(policy=RetryPolicy(max_attempts=8), hooks=[advance])
+    transport = xretry.RetryTransport(
+        policy=RetryPolicy(max_attempts=8, jitter=0.0), sleep=clock.sleep, clock=clock
+    )
     with (
         EmulatorServer(app=app) as server,
-        no_wait() as schedule,
         httpx.Client(base_url=server.base_url, headers=AUTH, transport=transport) as client,
     ):
         response = client.post("/chat/completions", json=CHAT)
@@ -107,8 +104,9 @@ def test_retry_transport_rides_out_503s_and_429s(clock: FakeClock) -> None:
     assert stats["status.429"] == stats["rate_limited"] == 1
     assert stats["status.200"] == 1
     # Backoff 0.5 s leaves the bucket a quarter full: the 429 asks for 1.5 s (retry-after-ms),
-    # xretry waits exactly that, and the next backoff (2 s) refills a token for the last try.
-    assert schedule.delays == pytest.approx([0.5, 1.5, 2.0])
+    # which the gate waits out (its shared cooldown: the 429 itself is not slept on), and the
+    # third attempt's backoff (2 s) refills a token for the last try.
+    assert clock.slept == pytest.approx([0.5, 1.5, 2.0])
 
 
 def test_deferred_completion_polled_until_200(clock: FakeClock) -> None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
+import subprocess
+import sys
 from importlib import resources
 from pathlib import Path
 from types import ModuleType
@@ -16,6 +19,9 @@ import xretry.httpx2
 import xretry.testing
 
 PUBLIC_MODULES = [xretry, xretry.httpx2, xretry.testing]
+#: The optional extras' modules, when their package is installed (the dev group has them all).
+if importlib.util.find_spec("redis") is not None:
+    PUBLIC_MODULES.append(importlib.import_module("xretry.redis"))
 
 
 @pytest.mark.parametrize("module", PUBLIC_MODULES, ids=lambda m: m.__name__)
@@ -74,3 +80,25 @@ def test_py_typed_ships() -> None:
     marker = Path(xretry.__file__).with_name("py.typed")
     assert marker.is_file()
     assert resources.files("xretry").joinpath("py.typed").is_file()
+
+
+def test_the_redis_store_is_exported_from_xretry_redis_only() -> None:
+    pytest.importorskip("redis", reason="the redis package is not installed")
+    from xretry._redis_store import RedisDeferredStore
+
+    assert importlib.import_module("xretry.redis").RedisDeferredStore is RedisDeferredStore
+    assert "RedisDeferredStore" not in xretry.__all__
+
+
+def test_import_xretry_does_not_import_redis() -> None:
+    code = "import sys, xretry; print('redis' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_xretry_redis_without_redis_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "redis", None)  # what an environment without it looks like
+    for name in ("xretry.redis", "xretry._redis_store"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    with pytest.raises(ImportError, match=r"pip install 'xretry\[redis\]'"):
+        importlib.import_module("xretry.redis")

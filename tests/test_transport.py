@@ -95,12 +95,13 @@ def run_sync(
     clock: FakeClock | None = None,
     method: str = "POST",
     url: str = URL,
+    gate: Any = None,
     **request: Any,
 ) -> Outcome:
     clock = clock or FakeClock()
     server = Server(flavour, script)
     transport = flavour.RetryTransport(
-        flavour.mock(server), policy=policy, sleep=clock.sleep, clock=clock
+        flavour.mock(server), policy=policy, sleep=clock.sleep, clock=clock, gate=gate
     )
     with flavour.http.Client(transport=transport) as client:
         try:
@@ -118,12 +119,13 @@ async def run_async(
     clock: FakeClock | None = None,
     method: str = "POST",
     url: str = URL,
+    gate: Any = None,
     **request: Any,
 ) -> Outcome:
     clock = clock or FakeClock()
     server = Server(flavour, script)
     transport = flavour.AsyncRetryTransport(
-        flavour.mock(server), policy=policy, sleep=clock.asleep, clock=clock
+        flavour.mock(server), policy=policy, sleep=clock.asleep, clock=clock, gate=gate
     )
     async with flavour.http.AsyncClient(transport=transport) as client:
         try:
@@ -148,6 +150,8 @@ class Scenario:
     expect: int | type[BaseException] = 200
     slept: tuple[float, ...] = ()
     gave_up: bool = False
+    #: ``False``: the transport without a gate (each request honours its own hints as sent).
+    gate: bool = True
 
 
 SCENARIOS = [
@@ -155,8 +159,31 @@ SCENARIOS = [
     Scenario(
         "429-retry-after-ms", ((429, {"retry-after-ms": "250"}), 200), requests=2, slept=(0.25,)
     ),
+    # With the gate, a whole-second retry-after: 3 is "more than 2 s" (it is rounded up): the
+    # certain 2 s are everyone's cooldown, then pacing decides. Without one, it is honoured as sent.
     Scenario(
-        "429-retry-after-seconds", ((429, {"retry-after": "3"}), 200), requests=2, slept=(3.0,)
+        "429-retry-after-seconds", ((429, {"retry-after": "3"}), 200), requests=2, slept=(2.0,)
+    ),
+    Scenario(
+        "429-retry-after-seconds-no-gate",
+        ((429, {"retry-after": "3"}), 200),
+        requests=2,
+        slept=(3.0,),
+        gate=False,
+    ),
+    Scenario(
+        "429-retry-after-1-no-gate",
+        ((429, {"retry-after": "1"}), 200),
+        requests=2,
+        slept=(1.0,),
+        gate=False,
+    ),
+    Scenario(
+        "429-retry-after-ms-no-gate",
+        ((429, {"retry-after-ms": "250"}), 200),
+        requests=2,
+        slept=(0.25,),
+        gate=False,
     ),
     Scenario(
         "429-ratelimit-reset",
@@ -273,6 +300,7 @@ def test_sync(scenario: Scenario, flavour: Flavour) -> None:
         policy=scenario.policy,
         method=scenario.method,
         url=MODELS if scenario.method == "GET" else URL,
+        gate=None if scenario.gate else False,
         json={"model": "grok-4"} if scenario.method == "POST" else None,
     )
     _check(scenario, flavour, outcome)
@@ -287,6 +315,7 @@ async def test_async(scenario: Scenario, flavour: Flavour) -> None:
         policy=scenario.policy,
         method=scenario.method,
         url=MODELS if scenario.method == "GET" else URL,
+        gate=None if scenario.gate else False,
         json={"model": "grok-4"} if scenario.method == "POST" else None,
     )
     _check(scenario, flavour, outcome)
@@ -511,7 +540,8 @@ async def test_no_wait_async(flavour: Flavour) -> None:
     with xretry.testing.no_wait() as schedule:
         async with flavour.http.AsyncClient(transport=transport) as client:
             assert (await client.get(MODELS)).status_code == 200
-    assert schedule.delays == [1.5]
+    # The wait is the gate's shared cooldown, read off the real clock: 1.5 s less a few µs.
+    assert schedule.delays == pytest.approx([1.5], abs=0.05)
 
 
 def test_full_jitter_stays_within_the_ceiling(flavour: Flavour) -> None:

@@ -11,6 +11,7 @@ today, the decorator and the deferred-completion poller build on the same core):
 """
 
 from . import testing
+from ._budget import RetryBudget
 from ._classify import Decision, Verdict, classify
 from ._core import AttemptRecord, RetryHistory
 from ._decorator import retry
@@ -29,6 +30,7 @@ from ._errors import (
     PermissionDeniedError,
     QuotaExhaustedError,
     RateLimitError,
+    RetryBudgetExhaustedError,
     ServerError,
     UnprocessableEntityError,
     UnsupportedMediaTypeError,
@@ -36,7 +38,7 @@ from ._errors import (
     araise_for_status,
     raise_for_status,
 )
-from ._gate import Gate
+from ._gate import Gate, GateBackend, GateSettings, MemoryGateBackend
 from ._hooks import RetryEvent, RetryHook
 from ._policy import PollPolicy, RetryPolicy
 from ._store import DeferredRecord, DeferredStore, SQLiteDeferredStore
@@ -62,7 +64,10 @@ __all__ = [
     "DeferredStore",
     "DeferredTimeoutError",
     "Gate",
+    "GateBackend",
+    "GateSettings",
     "InvalidAPIKeyError",
+    "MemoryGateBackend",
     "MethodNotAllowedError",
     "NotFoundError",
     "OUTER_LOOP",
@@ -70,6 +75,8 @@ __all__ = [
     "PollPolicy",
     "QuotaExhaustedError",
     "RateLimitError",
+    "RetryBudget",
+    "RetryBudgetExhaustedError",
     "RetryEvent",
     "RetryHistory",
     "RetryHook",

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping, MutableMapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Literal
 
 import tenacity
 from tenacity.retry import retry_base
@@ -35,6 +35,10 @@ from ._classify import Decision, Verdict
 from ._errors import redact
 from ._hooks import EventKind, RetryEvent, RetryHook, emit
 from ._policy import PollPolicy, RetryPolicy
+
+if TYPE_CHECKING:
+    from ._budget import RetryBudget
+    from ._gate import Gate
 
 __all__ = [
     "AttemptRecord",
@@ -191,6 +195,7 @@ class RetryCall:
     """
 
     __slots__ = (
+        "_budget",
         "_clock",
         "_hooks",
         "_polling",
@@ -200,7 +205,9 @@ class RetryCall:
         "_start",
         "_state",
         "_stop",
+        "_throttled",
         "decision",
+        "gate",
         "method",
         "policy",
         "poll",
@@ -223,8 +230,15 @@ class RetryCall:
         timeouts: Mapping[str, float | None] | None = None,
         replayable: bool = True,
         poll: PollPolicy | None = None,
+        gate: Gate | None = None,
     ) -> None:
         self.policy = policy
+        self.gate = gate
+        # A deferred result is paid for: its polls are never throttled by a retry budget.
+        self._budget: RetryBudget | None = (
+            gate.budget if gate is not None and poll is None else None
+        )
+        self._throttled = False
         self.poll = poll
         self.replayable = replayable
         self.method = method
@@ -267,6 +281,27 @@ class RetryCall:
 
     # -- the decision ---------------------------------------------------------------------------
 
+    def gated(self, decision: Decision, status: int | None, wait: float | None) -> Decision:
+        """With a gate, a rate-limit 429 is retried through the gate rather than after a wait of
+        its own: the certain part of the server's wait (``wait``) is the gate's shared cooldown,
+        and pacing decides the rest. Until the gate knows a rate and with no certain wait, the
+        429'd requests back off as usual, so they don't all come back at once.
+
+        A requested wait longer than ``max_retry_after`` still ends the call (see the stop rule).
+        """
+        if self.gate is None or status != 429 or decision.verdict is not Verdict.RETRY:
+            return decision
+        asked = decision.delay
+        remaining = self.remaining()
+        if asked is not None and (
+            asked > self.policy.max_retry_after or (remaining is not None and asked > remaining)
+        ):
+            return decision  # longer than we will wait: the stop rules end the call now
+        if asked is not None and asked > self.gate.settings.max_wait:
+            return decision  # longer than the gate holds anyone (a poll may wait that long)
+        delay = None if wait is None and self.gate.rate is None else 0.0
+        return decision if delay == decision.delay else replace(decision, delay=delay)
+
     def next_delay(self, outcome: object, decision: Decision) -> float | None:
         """Record a RETRY or POLL outcome; seconds to sleep before the next try, or ``None``."""
         self.decision = decision
@@ -295,6 +330,10 @@ class RetryCall:
         else:
             retrying, state = self._retrying, self._state
             kind = "retry"
+            budget = self._budget
+            if budget is not None and _server_failure(outcome) and not budget.on_failure():
+                self._throttled = True
+                return None
         if isinstance(outcome, BaseException):
             state.set_exception((type(outcome), outcome, outcome.__traceback__))
         else:
@@ -316,6 +355,17 @@ class RetryCall:
         if deadline is None:
             return None
         return max(deadline - (self._clock() - self._start), 0.0)
+
+    def capped(self, wait: float) -> float:
+        """A gate's wait, cut to what is left of the deadline, and added to the history: the
+        last attempt's ``delay`` is then all the time waited before the next one."""
+        remaining = self.remaining()
+        if remaining is not None and wait > remaining:
+            wait = remaining
+        if wait > 0 and self._records:
+            last = self._records[-1]
+            self._records[-1] = replace(last, delay=(last.delay or 0.0) + wait)
+        return wait
 
     def expired(self) -> bool:
         """True when too little of the deadline is left to start another attempt.
@@ -364,6 +414,8 @@ class RetryCall:
 
     def _stop_reason(self, decision: Decision) -> str:
         policy = self.policy
+        if self._throttled and self._budget is not None:
+            return self._budget.describe()
         if decision.verdict is Verdict.POLL:
             timeout = self.poll.timeout if self.poll is not None else None
             return f"poll timeout={timeout:g}s reached" if timeout else "polling stopped"
@@ -405,6 +457,16 @@ class RetryCall:
             delay=record.delay or 0.0,
             elapsed=self._clock() - self._start,
         )
+
+
+def _server_failure(outcome: object) -> bool:
+    """A transport error or a 5xx: what a retry budget counts (a 429 is the gate's business)."""
+    # The decorator's outcomes are exceptions, often carrying the response (httpx, openai).
+    response = getattr(outcome, "response", None) if isinstance(outcome, BaseException) else outcome
+    status = getattr(response, "status_code", None)
+    if isinstance(status, int):
+        return status >= 500
+    return isinstance(outcome, BaseException)
 
 
 def describe(history: RetryHistory) -> str:

@@ -17,14 +17,14 @@ import functools
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any, Literal, ParamSpec, TypeVar, overload
 
 import anyio
 
 from ._classify import Decision, Verdict, classify_exception, request_of
 from ._core import RetryCall, should_sleep
-from ._errors import display_url, request_secrets
-from ._gate import Gate
+from ._errors import RetryBudgetExhaustedError, display_url, request_secrets
+from ._gate import Gate, own_gate, signals
 from ._hooks import RetryHook, as_hooks
 from ._policy import RetryPolicy
 from ._transport import OUTER_CALL
@@ -45,18 +45,16 @@ class _Retrier:
         func: Callable[..., Any],
         policy: RetryPolicy | None,
         hooks: Iterable[RetryHook] | None,
-        gate: Gate | None,
+        gate: Gate | Literal[False] | None,
         clock: Callable[[], float] | None,
     ) -> None:
         if policy is not None and not isinstance(policy, RetryPolicy):
             raise ValueError(f"policy must be a RetryPolicy, got {type(policy).__name__}")
-        if gate is not None and not isinstance(gate, Gate):
-            raise ValueError(f"gate must be an xretry.Gate, got {type(gate).__name__}")
         self.name = f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', func)}"
         self.policy = _DEFAULT_POLICY if policy is None else policy
         self.hooks = as_hooks(hooks)
-        self.gate = gate
         self.clock = time.monotonic if clock is None else clock
+        self.gate = own_gate(gate, self.clock)
 
     def open(self, exc: BaseException, start: float) -> RetryCall:
         request = request_of(exc)
@@ -68,30 +66,67 @@ class _Retrier:
             clock=self.clock,
             hooks=self.hooks,
             secrets=request_secrets(request) if request is not None else [],
+            gate=self.gate,
         )
 
-    def judge(self, exc: Exception) -> Decision:
+    def admit(self) -> None:
+        """Refuse the call before it is made while a fail-fast retry budget is exhausted."""
+        budget = None if self.gate is None else self.gate.budget
+        if budget is not None and not budget.admit():
+            raise RetryBudgetExhaustedError(self.name, budget.describe())
+
+    def classify(self, exc: Exception) -> tuple[Decision, int | None, float | None, float | None]:
+        """The verdict, and what the failure's response (if it carries one) tells the gate:
+        ``(decision, status, shared wait, refill rate)``."""
         request = request_of(exc)
         # Without a request to say otherwise, a call is assumed to be a billed POST: a failure
         # after sending is not repeated unless the policy lists POST as idempotent.
         method = request.method if request is not None else "POST"
         decision = classify_exception(exc, method=method, policy=self.policy)
-        if self.gate is not None:
-            status = getattr(getattr(exc, "response", None), "status_code", None)
-            if isinstance(status, int):
-                self.gate.observe(status, decision.delay)
-        return decision
+        response = getattr(exc, "response", None)
+        status = getattr(response, "status_code", None)
+        headers = getattr(response, "headers", None)
+        if not isinstance(status, int) or headers is None or not self.policy.respect_retry_after:
+            return decision, status if isinstance(status, int) else None, None, None
+        try:
+            wait, rate = signals(status, headers, now=time.time())
+        except Exception:  # a foreign response object with odd headers: nothing to learn
+            wait = rate = None
+        return decision, status, wait, rate
+
+    def judge(self, exc: Exception, call: RetryCall) -> Decision:
+        decision, status, wait, rate = self.classify(exc)
+        if self.gate is None:
+            return decision
+        self.gate.observe(status, wait=wait, rate=rate)
+        return call.gated(decision, status, wait)
+
+    async def ajudge(self, exc: Exception, call: RetryCall) -> Decision:
+        decision, status, wait, rate = self.classify(exc)
+        if self.gate is None:
+            return decision
+        await self.gate.aobserve(status, wait=wait, rate=rate)
+        return call.gated(decision, status, wait)
 
     def wait_at_gate(self, call: RetryCall | None) -> float:
         if self.gate is None:
             return 0.0
         wait = self.gate.reserve()
-        remaining = None if call is None else call.remaining()
-        return wait if remaining is None else min(wait, remaining)
+        return wait if call is None else call.capped(wait)
+
+    async def await_at_gate(self, call: RetryCall | None) -> float:
+        if self.gate is None:
+            return 0.0
+        wait = await self.gate.areserve()
+        return wait if call is None else call.capped(wait)
 
     def success(self) -> None:
         if self.gate is not None:
             self.gate.observe(200)
+
+    async def asuccess(self) -> None:
+        if self.gate is not None:
+            await self.gate.aobserve(200)
 
 
 def _sync(
@@ -108,6 +143,7 @@ def _sync(
         token = OUTER_CALL.set(True)
         try:
             start = retrier.clock()
+            retrier.admit()
             pause(retrier.wait_at_gate(None))
             try:
                 result = func(*args, **kwargs)
@@ -117,7 +153,7 @@ def _sync(
                 retrier.success()
                 return result
             call = retrier.open(failure, start)
-            decision = retrier.judge(failure)
+            decision = retrier.judge(failure, call)
             while decision.verdict is Verdict.RETRY:
                 delay = call.next_delay(failure, decision)
                 if delay is None:
@@ -130,7 +166,7 @@ def _sync(
                     result = func(*args, **kwargs)
                 except Exception as exc:
                     failure = exc
-                    decision = retrier.judge(failure)
+                    decision = retrier.judge(failure, call)
                 else:
                     retrier.success()
                     return result
@@ -158,31 +194,32 @@ def _async(
         token = OUTER_CALL.set(True)
         try:
             start = retrier.clock()
-            await pause(retrier.wait_at_gate(None))
+            retrier.admit()
+            await pause(await retrier.await_at_gate(None))
             try:
                 result = await func(*args, **kwargs)
             except Exception as exc:
                 failure: Exception = exc
             else:
-                retrier.success()
+                await retrier.asuccess()
                 return result
             call = retrier.open(failure, start)
-            decision = retrier.judge(failure)
+            decision = await retrier.ajudge(failure, call)
             while decision.verdict is Verdict.RETRY:
                 delay = call.next_delay(failure, decision)
                 if delay is None:
                     break
                 await pause(delay)
-                await pause(retrier.wait_at_gate(call))
+                await pause(await retrier.await_at_gate(call))
                 if call.expired():
                     break
                 try:
                     result = await func(*args, **kwargs)
                 except Exception as exc:
                     failure = exc
-                    decision = retrier.judge(failure)
+                    decision = await retrier.ajudge(failure, call)
                 else:
-                    retrier.success()
+                    await retrier.asuccess()
                     return result
             call.finish(failure, decision)
             raise failure
@@ -205,7 +242,7 @@ def retry(
     *,
     policy: RetryPolicy | None = None,
     hooks: Iterable[RetryHook] | None = None,
-    gate: Gate | None = None,
+    gate: Gate | Literal[False] | None = None,
     sleep: Callable[[float], Any] | None = None,
     clock: Callable[[], float] | None = None,
 ) -> Callable[[Callable[P, T]], Callable[P, T]]: ...
@@ -217,7 +254,7 @@ def retry(
     *,
     policy: RetryPolicy | None = None,
     hooks: Iterable[RetryHook] | None = None,
-    gate: Gate | None = None,
+    gate: Gate | Literal[False] | None = None,
     sleep: Callable[[float], Any] | None = None,
     clock: Callable[[], float] | None = None,
 ) -> Callable[P, T] | Callable[[Callable[P, T]], Callable[P, T]]:

@@ -31,7 +31,7 @@ from collections.abc import (
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import anyio.abc
@@ -50,7 +50,7 @@ from ._errors import (
     XRetryError,
     error_for_response,
 )
-from ._gate import Gate
+from ._gate import Gate, own_gate
 from ._headers import retry_hint
 from ._hooks import RetryHook
 from ._policy import PollPolicy, RetryPolicy
@@ -147,7 +147,7 @@ class _Poller:
         policy: RetryPolicy | None,
         poll: PollPolicy | None,
         store: DeferredStore | str | Path | None,
-        gate: Gate | None,
+        gate: Gate | Literal[False] | None,
         hooks: Iterable[RetryHook] | None,
         clock: Callable[[], float] | None,
     ) -> None:
@@ -158,9 +158,19 @@ class _Poller:
         self.store = _as_store(store)
         self._stream = _buffered_stream(client)
         self._policy = policy
-        self._gate = gate
         self._hooks = hooks
         self._clock = time.monotonic if clock is None else clock
+        #: One gate for submissions and polls alike: they share the chat-completions limit.
+        self._gate = own_gate(gate, self._clock)
+
+    @property
+    def gate(self) -> Gate | None:
+        """The gate every request of this poller passes (shared cooldown, adaptive pacing)."""
+        return self._gate
+
+    @property
+    def _drivers_gate(self) -> Gate | Literal[False]:
+        return False if self._gate is None else self._gate
 
     def _finish_driver(self, driver: Any) -> Any:
         driver._buffered = self._stream
@@ -279,7 +289,7 @@ class DeferredCompletions(_Poller):
         policy: RetryPolicy | None = None,
         poll: PollPolicy | None = None,
         store: DeferredStore | str | Path | None = None,
-        gate: Gate | None = None,
+        gate: Gate | Literal[False] | None = None,
         hooks: Iterable[RetryHook] | None = None,
         sleep: Callable[[float], None] | None = None,
         clock: Callable[[], float] | None = None,
@@ -294,7 +304,7 @@ class DeferredCompletions(_Poller):
                     _ClientTransport(client),
                     policy=chosen,
                     poll=self.poll,
-                    gate=gate,
+                    gate=self._drivers_gate,
                     hooks=hooks,
                     sleep=self._sleep,
                     clock=self._clock,
@@ -386,7 +396,7 @@ class AsyncDeferredCompletions(_Poller):
         policy: RetryPolicy | None = None,
         poll: PollPolicy | None = None,
         store: DeferredStore | str | Path | None = None,
-        gate: Gate | None = None,
+        gate: Gate | Literal[False] | None = None,
         hooks: Iterable[RetryHook] | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
         clock: Callable[[], float] | None = None,
@@ -396,7 +406,7 @@ class AsyncDeferredCompletions(_Poller):
             policy=policy,
             poll=poll,
             store=store,
-            gate=Gate() if gate is None else gate,
+            gate=gate,
             hooks=hooks,
             clock=clock,
         )
@@ -407,7 +417,7 @@ class AsyncDeferredCompletions(_Poller):
                     _ClientTransport(client),
                     policy=chosen,
                     poll=self.poll,
-                    gate=self._gate,
+                    gate=self._drivers_gate,
                     hooks=hooks,
                     sleep=self._sleep,
                     clock=self._clock,
@@ -415,12 +425,6 @@ class AsyncDeferredCompletions(_Poller):
             )
             for chosen in (policy, _patient(policy))
         )
-
-    @property
-    def gate(self) -> Gate:
-        """The gate every request of this poller passes (shared cooldown, adaptive pacing)."""
-        assert self._gate is not None
-        return self._gate
 
     async def submit(self, **body: Any) -> str:
         """Send ``body`` with ``"deferred": true``; return the request id (stored first)."""

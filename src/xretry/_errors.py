@@ -15,6 +15,7 @@
           ├── RateLimitError              429 (rate limited; retryable)
           ├── QuotaExhaustedError         429 for spent credits (never retried)
           └── ServerError                 5xx
+     RetryBudgetExhaustedError           not sent: the server is failing (fail-fast budget)
      DeferredError                       request_id
       ├── DeferredTimeoutError            still not ready when the poll timeout ran out
       ├── DeferredNotFoundError           unknown, expired (24 h) or already fetched id
@@ -46,6 +47,7 @@ __all__ = [
     "PermissionDeniedError",
     "QuotaExhaustedError",
     "RateLimitError",
+    "RetryBudgetExhaustedError",
     "ServerError",
     "UnprocessableEntityError",
     "UnsupportedMediaTypeError",
@@ -145,6 +147,24 @@ def _rebuild(
     error = cls(**fields)
     error.request_id = request_id
     return error
+
+
+class RetryBudgetExhaustedError(XRetryError):
+    """A call refused before sending: a fail-fast retry budget says the server is failing.
+
+    Nothing was sent, so nothing was billed; the call may be made again once the server recovers
+    (the budget lets a probe through every ``probe_interval`` seconds and refills on its success).
+    """
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        self.hint = (
+            "The server has been failing (5xx or connection errors); the request was not sent. "
+            "Retry later, or check https://status.x.ai. To always send, use a RetryBudget "
+            "without fail_fast."
+        )
+        super().__init__(f"{url}: not sent, {reason}. {self.hint}")
 
 
 class DeferredError(XRetryError):

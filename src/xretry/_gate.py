@@ -2,12 +2,17 @@
 
 Requests that share a gate share what the server said: a 429 that names a wait pauses all of them
 (not just the one that got it), and the rate at which they are let through is learned, so they
-settle just under the server's limit instead of bouncing off it.
+settle just under the server's limit instead of bouncing off it. Every transport, decorated
+function and poller has a gate of its own unless given one to share (or ``gate=False``).
 
 Pacing is GCRA ("virtual scheduling"): each request reserves the next free slot, ``1 / rate``
-after the previous one; with no rate learned yet, requests pass freely. The rate is learned in the
-spirit of TCP congestion control and AWS's adaptive retry mode:
+after the previous one; with no rate learned yet, requests pass freely, so a client that never
+meets its limit never waits. The rate is learned in the spirit of TCP congestion control and AWS's
+adaptive retry mode, from three signals, best first:
 
+* ``x-ratelimit-{limit,remaining,reset}-requests`` on any response, when the bucket is at least
+  half used: the refill rate they imply (see :func:`xretry._headers.refill_rate`) is the limit
+  itself, and the gate paces at ``backoff`` times it;
 * while 429s keep coming (a saturation episode), what gets through *is* the server's limit: the
   rate becomes the successes per second measured since the episode began (over the last second
   at most), times ``backoff``; measured once the episode is a quarter second old and at most every
@@ -15,18 +20,301 @@ spirit of TCP congestion control and AWS's adaptive retry mode:
 * on each success the rate grows by ``probe`` (a fraction ``probe`` of itself per second), so
   capacity freed up is found again, and the next overshoot re-measures the limit.
 
-The gate does no I/O and never sleeps: ``reserve()`` returns how long the caller must wait, and the
-sync or async driver does the waiting. It is thread-safe (one lock, held for microseconds).
+A 429's wait is shared only as far as it is certain: ``retry-after-ms`` in full, a whole-second
+``retry-after: N`` as ``N - 1`` seconds (see :func:`xretry._headers.shared_wait`); the 429'd request
+itself then goes back through the gate, whose pacing decides when it is sent again.
+
+Where the state lives is the backend's business: in this process by default, in Redis with
+:class:`xretry.redis.RedisGateBackend` for workers on many hosts sharing one key. The gate itself
+does no I/O and never sleeps: ``reserve()`` returns how long the caller must wait, and the sync or
+async driver does the waiting.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
-__all__ = ["Gate"]
+from ._budget import RetryBudget
+from ._headers import refill_rate, shared_wait
+
+__all__ = [
+    "Gate",
+    "GateBackend",
+    "GateSettings",
+    "GateState",
+    "MemoryGateBackend",
+    "own_gate",
+    "signals",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class GateSettings:
+    """How a gate learns; validated by :class:`Gate`, read by its backend on every call."""
+
+    #: Starting rate (requests per second), or ``None`` to start unpaced.
+    rate: float | None = None
+    #: The rate never drops below this.
+    min_rate: float = 0.5
+    #: Fraction of a measured limit to pace at: just under, so the bucket refills a little.
+    backoff: float = 0.98
+    #: Growth per success, as a fraction of a request per second (``probe * rate`` per second).
+    probe: float = 0.05
+    #: Longest single wait the gate imposes, whatever the server said.
+    max_wait: float = 60.0
+
+
+@runtime_checkable
+class GateBackend(Protocol):
+    """Where a gate's state lives. Every method is one atomic step on that state.
+
+    ``reserve`` claims the next slot and returns seconds to wait; ``observe`` learns from one
+    outcome: its status (``None`` for a transport failure), the certain part of a 429's requested
+    wait, and the refill rate the ``x-ratelimit-*`` headers imply. The ``a``-prefixed twins are
+    for async callers (a backend doing network I/O must not block the event loop).
+    """
+
+    @property
+    def rate(self) -> float | None: ...
+
+    @property
+    def rate_limited(self) -> int: ...
+
+    def reserve(self, settings: GateSettings) -> float: ...
+
+    def observe(
+        self, settings: GateSettings, status: int | None, wait: float | None, rate: float | None
+    ) -> None: ...
+
+    async def areserve(self, settings: GateSettings) -> float: ...
+
+    async def aobserve(
+        self, settings: GateSettings, status: int | None, wait: float | None, rate: float | None
+    ) -> None: ...
+
+
+def signals(
+    status: int, headers: Mapping[str, str], *, now: float
+) -> tuple[float | None, float | None]:
+    """What a response tells a gate: ``(shared wait, refill rate)``, either may be ``None``."""
+    wait = shared_wait(headers, now=now) if status == 429 else None
+    rate = refill_rate(headers) if "x-ratelimit-limit-requests" in headers else None
+    return wait, rate
+
+
+@dataclass(slots=True)
+class GateState:
+    """Everything a gate knows, as plain numbers: the algorithm, with no clock, lock or I/O.
+
+    A backend keeps one of these somewhere (in memory, or serialized in Redis with
+    :meth:`dumps`/:meth:`loads`), passes ``now`` in, and makes each call atomic.
+    """
+
+    #: The pacing rate (requests per second), or ``None`` while unpaced.
+    rate: float | None = None
+    seeded: bool = False
+    #: GCRA: the earliest time the next request may be sent.
+    next_slot: float = 0.0
+    #: Nobody is sent before this (a 429's shared wait).
+    cooldown_until: float = 0.0
+    last_decrease: float = -1e18
+    last_limited: float = -1e18
+    saturated_since: float | None = None
+    #: Recent success times (the last ``_WINDOW`` seconds).
+    successes: deque[float] = field(default_factory=deque)
+    #: 429s seen.
+    limited: int = 0
+    #: Slow start: when the first request came, and requests reserved but not yet observed.
+    started: float | None = None
+    outstanding: int = 0
+    slow: bool = True
+    #: When pacing last made a request wait: the rate only grows while it is the bottleneck.
+    paced_at: float = -1e18
+
+    def reserve(self, settings: GateSettings, now: float) -> float:
+        """Claim the next slot: seconds to wait before sending."""
+        if not self.seeded:
+            self._seed(settings)
+        if self.started is None:
+            self.started = now
+        self.outstanding += 1
+        at = self.cooldown_until if self.cooldown_until > now else now
+        rate = self.rate
+        if rate is None and self.slow and self.outstanding > _SLOW_WINDOW:
+            rate = self._slow_rate(at)
+        if rate is not None:
+            if self.next_slot > at:
+                at = self.next_slot
+            self.next_slot = at + 1.0 / rate
+        wait = at - now
+        if wait > 0:
+            self.paced_at = now
+        return wait if wait < settings.max_wait else settings.max_wait
+
+    def observe(
+        self,
+        settings: GateSettings,
+        now: float,
+        status: int | None,
+        wait: float | None,
+        rate: float | None,
+    ) -> None:
+        """Learn from one outcome (see :meth:`Gate.observe`)."""
+        if not self.seeded:
+            self._seed(settings)
+        if self.outstanding > 0:
+            self.outstanding -= 1
+        if rate is not None:  # the server told us its limit
+            self.rate = max(rate * settings.backoff, settings.min_rate)
+            self.last_decrease = now
+            self.slow = False
+        if status == 429:
+            self._on_limited(settings, now, wait)
+        elif status is not None and status < 400:
+            successes = self.successes
+            successes.append(now)
+            while successes[0] < now - _WINDOW:
+                successes.popleft()
+            if self.saturated_since is not None and now - self.last_limited > _QUIET:
+                self.saturated_since = None  # the episode is over
+            if (
+                self.rate is not None
+                and rate is None
+                and now >= self.cooldown_until
+                and now - self.paced_at < _WINDOW
+            ):
+                # +probe per success is +probe * rate per second: a fraction probe a second.
+                self.rate += settings.probe
+
+    def _seed(self, settings: GateSettings) -> None:
+        self.seeded = True
+        self.rate = settings.rate
+        if settings.rate is not None:
+            self.slow = False
+
+    def _slow_rate(self, at: float) -> float | None:
+        """Slow start (TCP's, by the clock): before the first 429, a burst beyond the first few
+        requests is paced at a rate that starts at ``_SLOW_RATE`` and doubles every
+        ``_SLOW_DOUBLING`` seconds of the slot's time; past ``_SLOW_MAX`` the gate is unpaced.
+        A client that sends one request at a time never has more than one outstanding."""
+        assert self.started is not None
+        doublings = (at - self.started) / _SLOW_DOUBLING
+        if doublings >= _SLOW_DOUBLINGS_MAX:
+            self.slow = False
+            return None
+        return float(_SLOW_RATE * 2.0**doublings)
+
+    def _on_limited(self, settings: GateSettings, now: float, wait: float | None) -> None:
+        self.limited += 1
+        self.last_limited = now
+        if self.slow and self.rate is None and self.started is not None:
+            # The first 429 ends slow start: pace at once at what got through lately (at most the
+            # rate that overshot), rather than unpaced until the episode can be measured.
+            # With nothing through yet (a key already saturated elsewhere), there is nothing to
+            # go by: the episode's measurement decides.
+            # Only a client whose burst was being paced was pushing the limit; for a light one,
+            # what it got through says nothing about the limit.
+            since = max(self.started, now - _WINDOW)
+            got = sum(1 for t in self.successes if t >= since)
+            if got and now - since >= _MIN_SPAN and now - self.paced_at < _WINDOW:
+                measured = got / (now - since)
+                slow_rate = self._slow_rate(now)
+                if slow_rate is not None:
+                    measured = min(measured, slow_rate)
+                self.rate = max(measured * settings.backoff, settings.min_rate)
+        self.slow = False
+        if self.rate is not None:  # over the limit now: no free slot for the next 1 / rate
+            self.next_slot = max(self.next_slot, now + 1.0 / self.rate)
+        if wait is not None:  # everyone pauses for the certain part of the server's wait
+            until = now + min(wait, settings.max_wait)
+            if until > self.cooldown_until:
+                self.cooldown_until = until
+        if self.saturated_since is None:
+            self.saturated_since = now
+        since = self.saturated_since
+        if now - since < _MIN_SPAN or now - self.last_decrease < _MIN_SPAN:
+            return  # too early to measure; 429s of requests already in flight are one signal
+        # While saturated, what gets through *is* the limit: measure it over the episode.
+        start = max(since, now - _WINDOW)
+        got = sum(1 for t in self.successes if t >= start)
+        if got == 0 and self.rate is None:
+            return  # nothing got through at all: no measurement yet, the 429'd back off
+        measured = got / (now - start)
+        current = measured if self.rate is None else min(self.rate, measured)
+        self.rate = max(current * settings.backoff, settings.min_rate)
+        self.last_decrease = now
+        self.next_slot = max(self.next_slot, self.cooldown_until)
+
+    def dumps(self) -> str:
+        """The state as JSON, for a backend that stores it elsewhere."""
+        data = {name: getattr(self, name) for name in self.__slots__}
+        data["successes"] = list(self.successes)
+        return json.dumps(data, separators=(",", ":"))
+
+    @classmethod
+    def loads(cls, text: str | bytes | None) -> GateState:
+        """A state from :meth:`dumps` (a fresh one for ``None``; unknown keys are ignored)."""
+        if not text:
+            return cls()
+        data = json.loads(text)
+        known = {k: v for k, v in data.items() if k in cls.__slots__}
+        known["successes"] = deque(known.get("successes", ()))
+        return cls(**known)
+
+
+class MemoryGateBackend:
+    """The default backend: the state in this process, behind one lock held for microseconds."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._lock = threading.Lock()
+        self._clock = clock
+        self.state = GateState()
+
+    @property
+    def rate(self) -> float | None:
+        return self.state.rate
+
+    @property
+    def rate_limited(self) -> int:
+        return self.state.limited
+
+    def reserve(self, settings: GateSettings) -> float:
+        with self._lock:
+            return self.state.reserve(settings, self._clock())
+
+    def observe(
+        self, settings: GateSettings, status: int | None, wait: float | None, rate: float | None
+    ) -> None:
+        with self._lock:
+            self.state.observe(settings, self._clock(), status, wait, rate)
+
+    async def areserve(self, settings: GateSettings) -> float:
+        return self.reserve(settings)
+
+    async def aobserve(
+        self, settings: GateSettings, status: int | None, wait: float | None, rate: float | None
+    ) -> None:
+        self.observe(settings, status, wait, rate)
+
+
+#: Successes are counted over this many seconds.
+_WINDOW = 1.0
+#: A 429 episode must last this long before it is measured; decreases are this far apart.
+_MIN_SPAN = 0.15
+#: Seconds without a 429 that end a saturation episode.
+_QUIET = 2.0
+#: Slow start: requests outstanding before a burst is paced at all; the starting rate; how often
+#: it doubles (seconds); doublings until the gate stops pacing (32 * 2**5 = 1024 requests/s).
+_SLOW_WINDOW = 8
+_SLOW_RATE = 32.0
+_SLOW_DOUBLING = 0.25
+_SLOW_DOUBLINGS_MAX = 5.0
 
 
 class Gate:
@@ -38,119 +326,109 @@ class Gate:
         client = httpx.Client(transport=xretry.RetryTransport(gate=gate))
 
     ``rate`` fixes a starting rate (requests per second) instead of learning it from scratch;
-    ``min_rate`` is the floor the rate never drops below; ``max_wait`` bounds any single wait.
+    ``min_rate`` is the floor the rate never drops below; ``backoff`` is the fraction of a measured
+    limit to pace at; ``probe`` how fast the rate grows back; ``max_wait`` bounds any single wait.
+    ``budget`` (off by default) stops retries while the server is failing, see
+    :class:`RetryBudget`. ``backend`` keeps the state elsewhere, e.g. in Redis, for processes
+    sharing one key; ``clock`` is for the default in-memory backend.
     """
+
+    __slots__ = ("_backend", "budget", "settings")
 
     def __init__(
         self,
         *,
         rate: float | None = None,
         min_rate: float = 0.5,
-        backoff: float = 0.95,
-        probe: float = 0.02,
+        backoff: float = 0.98,
+        probe: float = 0.05,
         max_wait: float = 60.0,
+        budget: RetryBudget | None = None,
+        backend: GateBackend | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         for name, value in (("min_rate", min_rate), ("max_wait", max_wait)):
-            if not value > 0:
-                raise ValueError(f"{name} must be > 0, got {value!r}")
-        if rate is not None and not rate >= min_rate:
-            raise ValueError(f"rate must be >= min_rate ({min_rate:g}), got {rate!r}")
-        if not 0 < backoff <= 1:
+            if not (isinstance(value, int | float) and 0 < value < float("inf")):
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        if rate is not None and not (
+            isinstance(rate, int | float) and min_rate <= rate < float("inf")
+        ):
+            raise ValueError(f"rate must be >= min_rate ({min_rate:g}) and finite, got {rate!r}")
+        if not (isinstance(backoff, int | float) and 0 < backoff <= 1):
             raise ValueError(f"backoff must be in (0, 1], got {backoff!r}")
-        if not 0 <= probe < 1:
+        if not (isinstance(probe, int | float) and 0 <= probe < 1):
             raise ValueError(f"probe must be in [0, 1), got {probe!r}")
-        self._lock = threading.Lock()
-        self._clock = clock
-        self._rate = rate
-        self._min_rate = min_rate
-        self._backoff = backoff
-        self._probe = probe
-        self._max_wait = max_wait
-        self._next_slot = 0.0
-        self._cooldown_until = 0.0
-        self._last_decrease = -1e18
-        self._last_limited = -1e18
-        self._saturated_since: float | None = None
-        #: Before a rate is measured: requests are spaced by the server's (short) hints, rather
-        #: than all released at once when a cooldown ends, only for most of them to bounce again.
-        self._provisional: float | None = None
-        self._successes: deque[float] = deque()
-        self._limited = 0
+        if budget is not None and not isinstance(budget, RetryBudget):
+            raise ValueError(f"budget must be an xretry.RetryBudget, got {type(budget).__name__}")
+        if backend is not None and not isinstance(backend, GateBackend):
+            raise ValueError(
+                f"backend must implement xretry.GateBackend, got {type(backend).__name__}"
+            )
+        self.settings = GateSettings(
+            rate=None if rate is None else float(rate),
+            min_rate=float(min_rate),
+            backoff=float(backoff),
+            probe=float(probe),
+            max_wait=float(max_wait),
+        )
+        self.budget = budget
+        self._backend: GateBackend = MemoryGateBackend(clock=clock) if backend is None else backend
+
+    @property
+    def backend(self) -> GateBackend:
+        """Where the state lives."""
+        return self._backend
 
     @property
     def rate(self) -> float | None:
-        """The learned rate in requests per second, or ``None`` while unlimited."""
-        return self._rate
+        """The learned rate in requests per second, or ``None`` while unpaced."""
+        return self._backend.rate
 
     @property
     def rate_limited(self) -> int:
         """How many 429s the gate has seen."""
-        return self._limited
+        return self._backend.rate_limited
 
     def reserve(self) -> float:
         """Claim the next slot; seconds the caller must wait before sending (often 0)."""
-        with self._lock:
-            now = self._clock()
-            at = max(now, self._cooldown_until)
-            spacing = 1.0 / self._rate if self._rate is not None else self._provisional
-            if spacing is not None:
-                at = max(at, self._next_slot)
-                self._next_slot = at + spacing
-            return min(at - now, self._max_wait)
+        return self._backend.reserve(self.settings)
 
-    def observe(self, status_code: int | None, hint: float | None = None) -> None:
-        """Learn from an outcome: a status (``None`` for a transport failure) and a server hint."""
-        with self._lock:
-            now = self._clock()
-            if status_code == 429:
-                self._on_limited(now, hint)
-            elif status_code is not None and status_code < 400:
-                self._successes.append(now)
-                while self._successes[0] < now - _WINDOW:
-                    self._successes.popleft()
-                if self._saturated_since is not None and now - self._last_limited > _QUIET:
-                    self._saturated_since = None  # the episode is over
-                    self._provisional = None
-                if self._rate is not None and now >= self._cooldown_until:
-                    # +probe per success is +probe * rate per second: a fraction probe a second.
-                    self._rate += self._probe
+    async def areserve(self) -> float:
+        """:meth:`reserve` for async callers."""
+        return await self._backend.areserve(self.settings)
 
-    def _on_limited(self, now: float, hint: float | None) -> None:
-        self._limited += 1
-        self._last_limited = now
-        if hint is not None and self._rate is None:
-            spacing = min(hint, _MAX_PROVISIONAL)
-            self._provisional = max(self._provisional or 0.0, spacing)
-        if hint is not None:
-            # Everyone pauses for the server's wait. Once a rate is known, pacing spaces the
-            # requests and a coarse hint (whole seconds) would only idle the limit: the shared
-            # pause is then at most a few pacing slots (the 429'd request itself still waits its
-            # full hint before it is retried).
-            pause = hint if self._rate is None else min(hint, 4.0 / self._rate)
-            self._cooldown_until = max(self._cooldown_until, now + min(pause, self._max_wait))
-        if self._saturated_since is None:
-            self._saturated_since = now
-        since = self._saturated_since
-        if now - since < _MIN_SPAN or now - self._last_decrease < _MIN_SPAN:
-            return  # too early to measure; 429s of requests already in flight are one signal
-        # While saturated, what gets through *is* the limit: measure it over the episode.
-        start = max(since, now - _WINDOW)
-        got = sum(1 for t in self._successes if t >= start)
-        measured = got / (now - start)
-        current = measured if self._rate is None else min(self._rate, measured)
-        self._rate = max(current * self._backoff, self._min_rate)
-        self._provisional = None
-        self._last_decrease = now
-        self._next_slot = max(self._next_slot, self._cooldown_until)
+    def observe(
+        self, status_code: int | None, *, wait: float | None = None, rate: float | None = None
+    ) -> None:
+        """Learn from an outcome: a status (``None`` for a transport failure), the certain part of
+        a 429's requested wait, and the refill rate the ``x-ratelimit-*`` headers imply."""
+        if self.budget is not None and status_code is not None and status_code < 400:
+            self.budget.on_success()
+        self._backend.observe(self.settings, status_code, wait, rate)
+
+    async def aobserve(
+        self, status_code: int | None, *, wait: float | None = None, rate: float | None = None
+    ) -> None:
+        """:meth:`observe` for async callers."""
+        if self.budget is not None and status_code is not None and status_code < 400:
+            self.budget.on_success()
+        await self._backend.aobserve(self.settings, status_code, wait, rate)
+
+    def __repr__(self) -> str:
+        s = self.settings
+        return (
+            f"Gate(rate={self.rate!r}, backoff={s.backoff:g}, probe={s.probe:g}, "
+            f"budget={self.budget!r}, backend={type(self._backend).__name__})"
+        )
 
 
-#: Successes are counted over this many seconds.
-_WINDOW = 1.0
-#: A 429 episode must last this long before it is measured; decreases are this far apart.
-_MIN_SPAN = 0.25
-#: Seconds without a 429 that end a saturation episode.
-_QUIET = 2.0
-#: Longest provisional spacing (seconds) taken from a hint before a rate is measured: a coarse
-#: whole-second hint must not throttle everyone to one request a second.
-_MAX_PROVISIONAL = 0.1
+def own_gate(gate: Gate | bool | None, clock: Callable[[], float]) -> Gate | None:
+    """The gate an entry point uses: the one given, a fresh one of its own (``None``), or none
+    (``False``). A fresh gate reads the entry point's clock, so an injected clock paces too."""
+    if gate is None:
+        return Gate(clock=clock)
+    if gate is False:
+        return None
+    if not isinstance(gate, Gate):
+        raise ValueError(f"gate must be an xretry.Gate or False, got {type(gate).__name__}")
+    return gate

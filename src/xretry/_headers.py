@@ -23,7 +23,9 @@ __all__ = [
     "parse_retry_after_ms",
     "parse_should_retry",
     "rate_limit_reset",
+    "refill_rate",
     "retry_hint",
+    "shared_wait",
 ]
 
 #: Upper clamp for any parsed wait (about 31 years). Far above any sane ``max_retry_after``,
@@ -40,6 +42,9 @@ _DURATION = re.compile(
     r"(?:(?P<s>\d+(?:\.\d+)?)s)?(?:(?P<ms>\d+(?:\.\d+)?)ms)?",
     re.ASCII,
 )
+
+#: Requests a bucket must be down before its headers are read as a rate (see refill_rate).
+_MIN_USED = 8
 
 #: Longest header value worth parsing; longer values are garbage, not hints.
 _MAX_LEN = 64
@@ -182,3 +187,47 @@ def parse_should_retry(value: str | None) -> bool | None:
     if value == "false":
         return False
     return None
+
+
+def shared_wait(headers: Mapping[str, str], *, now: float) -> float | None:
+    """The part of a 429's requested wait that is certain, for pausing *every* request.
+
+    ``retry-after-ms`` is precise and taken as is. A whole-second ``retry-after`` is an integer
+    rounded up from the real wait (RFC 9110 has no fractions), so only ``N - 1`` seconds of it are
+    certain: ``retry-after: 1`` says "under a second", which is no reason to idle the whole limit.
+    ``x-ratelimit-reset-*`` says when the window is *full* again, not when the next request fits,
+    so it is no shared wait at all (the refill rate it implies paces instead, see
+    :func:`refill_rate`). An HTTP date counts like whole seconds.
+    """
+    precise = parse_retry_after_ms(headers.get("retry-after-ms"))
+    if precise is not None:
+        return precise if precise > 0 else None
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    coarse = parse_retry_after(value, now=now)
+    if coarse is None:
+        return None
+    certain = math.ceil(coarse) - 1.0
+    return certain if certain > 0 else None
+
+
+def refill_rate(headers: Mapping[str, str]) -> float | None:
+    """Requests per second the server's ``x-ratelimit-*-requests`` headers imply, or ``None``.
+
+    OpenAI-style headers describe a bucket: ``limit`` requests at most, ``remaining`` left now, and
+    ``reset`` until it is full again; so it refills at ``(limit - remaining) / reset`` requests a
+    second, whatever the window's unit. ``remaining`` is rounded down (up to one request unseen),
+    so half a request is taken off. Read only when the bucket is at least half empty and
+    ``_MIN_USED`` requests down (the estimate is then within about 6%): a nearly full bucket gives
+    a noisy estimate, and a client nowhere near its limit needs no pacing.
+    """
+    limit = _number(headers.get("x-ratelimit-limit-requests") or "")
+    remaining = _number(headers.get("x-ratelimit-remaining-requests") or "")
+    reset = parse_duration(headers.get("x-ratelimit-reset-requests"))
+    if limit is None or remaining is None or reset is None or not 0 < reset < MAX_HINT_SECONDS:
+        return None
+    if not (0 <= remaining <= limit / 2 and limit - remaining >= _MIN_USED):
+        return None
+    rate = (limit - remaining - 0.5) / reset
+    return rate if math.isfinite(rate) and rate > 0 else None

@@ -13,6 +13,9 @@ Semantics, the same for both:
 * Every discarded response is closed. Buffered request bodies are replayed; a one-shot streaming
   body is never retried. A successful streaming response's body is never touched (only a 429's is
   read, to tell a rate limit from spent credits).
+* Every attempt passes the transport's :class:`Gate` (its own unless one is shared; ``gate=False``
+  for none): a 429 pauses everyone for the certain part of the server's wait, pacing learned from
+  429s and ``x-ratelimit-*`` headers keeps the requests just under the limit.
 * ``request.extensions["xretry"]`` overrides the policy for one request (a :class:`RetryPolicy`,
   a mapping of fields to change, or ``False`` for no retries); ``response.extensions["xretry"]``
   holds the :class:`RetryHistory`.
@@ -39,8 +42,8 @@ from ._classify import (
     needs_body,
 )
 from ._core import RetryCall, first_try_history, should_sleep
-from ._errors import display_url, request_secrets
-from ._gate import Gate
+from ._errors import RetryBudgetExhaustedError, display_url, request_secrets
+from ._gate import Gate, own_gate, signals
 from ._hooks import RetryHook, as_hooks
 from ._policy import PollPolicy, RetryPolicy
 
@@ -75,7 +78,7 @@ class _Driver(Generic[T]):
         *,
         policy: RetryPolicy | None,
         poll: PollPolicy | Literal[False] | None,
-        gate: Gate | None,
+        gate: Gate | Literal[False] | None,
         hooks: Iterable[RetryHook] | None,
         clock: Callable[[], float] | None,
     ) -> None:
@@ -89,21 +92,24 @@ class _Driver(Generic[T]):
             _DEFAULT_POLL if poll is None else (None if poll is False else poll)
         )
         self._hooks = as_hooks(hooks)
-        if gate is not None and not isinstance(gate, Gate):
-            raise ValueError(f"gate must be an xretry.Gate, got {type(gate).__name__}")
-        self._gate = gate
+        self._clock = time.monotonic if clock is None else clock
+        self._gate = own_gate(gate, self._clock)
         #: True for a driver that is itself the outer loop (it sets OUTER_LOOP on its requests).
         self._outer = False
         #: Set once this transport has handed back a failure: an SDK may now retry on top of it,
         #: so requests are checked for its retry marker (until one is found and reported).
         self._armed = False
         self._warned = False
-        self._clock = time.monotonic if clock is None else clock
 
     @property
     def policy(self) -> RetryPolicy:
         """The policy applied to requests that don't override it."""
         return self._policy
+
+    @property
+    def gate(self) -> Gate | None:
+        """The gate every request passes (shared cooldown, adaptive pacing), or ``None``."""
+        return self._gate
 
     def _prepare(self, request: Any) -> tuple[RetryPolicy, bool, dict[str, Any] | None] | None:
         """Per-request policy, replayability and the caller's timeouts; ``None``: step aside.
@@ -171,6 +177,7 @@ class _Driver(Generic[T]):
             timeouts=timeouts,
             replayable=replayable,
             poll=self._poll_for(request, policy),
+            gate=self._gate,
         )
 
     def _poll_for(self, request: Any, policy: RetryPolicy) -> PollPolicy | None:
@@ -192,34 +199,27 @@ class _Driver(Generic[T]):
             return None
         return self._poll
 
-    def _gate_wait(self, call: RetryCall | None) -> float:
-        """Seconds to wait at the gate before the next send (capped at what the deadline leaves)."""
+    def _admit(self, request: Any) -> None:
+        """Refuse a call before sending while a fail-fast retry budget is exhausted."""
         assert self._gate is not None
-        wait = self._gate.reserve()
-        remaining = None if call is None else call.remaining()
-        return wait if remaining is None else min(wait, remaining)
+        budget = self._gate.budget
+        if budget is not None and not budget.admit():
+            raise RetryBudgetExhaustedError(display_url(request), budget.describe())
 
-    def _observe(self, status: int) -> None:
-        if self._gate is not None:
-            self._gate.observe(status)
-
+    @staticmethod
     def _judge_response(
-        self, request: Any, response: Any, call: RetryCall, body: bytes | None
+        request: Any, response: Any, call: RetryCall, body: bytes | None
     ) -> Decision:
-        status = response.status_code
-        decision = classify_response(
+        return classify_response(
             request.method,
             request.url.path,
-            status,
+            response.status_code,
             response.headers,
             body,
             policy=call.policy,
             now=time.time(),
             replayable=call.replayable,
         )
-        if self._gate is not None:
-            self._gate.observe(status, decision.delay)
-        return decision
 
     @staticmethod
     def _judge_exception(request: Any, exc: Exception, call: RetryCall) -> Decision:
@@ -229,6 +229,19 @@ class _Driver(Generic[T]):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(transport={self._transport!r}, policy={self._policy!r})"
+
+
+def _told_rate(headers: Any, policy: RetryPolicy) -> float | None:
+    """The refill rate a success's ``x-ratelimit-*`` headers imply (for the gate), if any."""
+    if not policy.respect_retry_after or "x-ratelimit-limit-requests" not in headers:
+        return None
+    return signals(200, headers, now=0.0)[1]
+
+
+def _gate_signals(response: Any, call: RetryCall) -> tuple[float | None, float | None]:
+    if not call.policy.respect_retry_after:
+        return None, None
+    return signals(response.status_code, response.headers, now=time.time())
 
 
 def _polls(request: Any) -> bool:
@@ -301,7 +314,7 @@ class SyncDriver(_Driver[Any]):
         *,
         policy: RetryPolicy | None = None,
         poll: PollPolicy | Literal[False] | None = None,
-        gate: Gate | None = None,
+        gate: Gate | Literal[False] | None = None,
         hooks: Iterable[RetryHook] | None = None,
         sleep: Callable[[float], None] | None = None,
         clock: Callable[[], float] | None = None,
@@ -315,8 +328,10 @@ class SyncDriver(_Driver[Any]):
             return self._transport.handle_request(request)
         policy, replayable, timeouts = prepared
         start = self._clock()
-        if self._gate is not None:
-            self._pause(self._gate_wait(None))
+        gate = self._gate
+        if gate is not None:
+            self._admit(request)
+            self._pause(gate.reserve())
         first: Any
         try:
             first = self._transport.handle_request(request)
@@ -326,7 +341,8 @@ class SyncDriver(_Driver[Any]):
             status = first.status_code
             # The success path: nothing built, nothing read (a 202 only polls on the deferred GET).
             if status < 400 and (status != 202 or not _polls(request)):
-                self._observe(status)
+                if gate is not None:
+                    gate.observe(status, rate=_told_rate(first.headers, policy))
                 first.extensions["xretry"] = first_try_history(status)
                 return first
         return self._retry(request, policy, start, replayable, timeouts, first)
@@ -357,7 +373,7 @@ class SyncDriver(_Driver[Any]):
                 outcome.close()
             self._pause(delay)
             if self._gate is not None:
-                self._pause(self._gate_wait(call))
+                self._pause(call.capped(self._gate.reserve()))
             if call.expired():  # a sleep overran what the deadline left: no doomed attempt
                 outcome = _returnable(outcome, request)
                 break
@@ -377,6 +393,8 @@ class SyncDriver(_Driver[Any]):
 
     def _judge(self, request: Any, call: RetryCall, sent: Any) -> tuple[Any, Decision]:
         if isinstance(sent, Exception):
+            if self._gate is not None:
+                self._gate.observe(None)
             return sent, self._judge_exception(request, sent, call)
         body = None
         if needs_body(sent.status_code) and _small_body(sent):
@@ -387,7 +405,13 @@ class SyncDriver(_Driver[Any]):
             except BaseException:
                 sent.close()
                 raise
-        return sent, self._judge_response(request, sent, call, body)
+        decision = self._judge_response(request, sent, call, body)
+        if self._gate is not None:
+            status = sent.status_code
+            wait, rate = _gate_signals(sent, call)
+            self._gate.observe(status, wait=wait, rate=rate)
+            decision = call.gated(decision, status, wait)
+        return sent, decision
 
     def close(self) -> None:
         """Close the wrapped transport."""
@@ -407,7 +431,7 @@ class AsyncDriver(_Driver[Any]):
         *,
         policy: RetryPolicy | None = None,
         poll: PollPolicy | Literal[False] | None = None,
-        gate: Gate | None = None,
+        gate: Gate | Literal[False] | None = None,
         hooks: Iterable[RetryHook] | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
         clock: Callable[[], float] | None = None,
@@ -421,8 +445,10 @@ class AsyncDriver(_Driver[Any]):
             return await self._transport.handle_async_request(request)
         policy, replayable, timeouts = prepared
         start = self._clock()
-        if self._gate is not None:
-            await self._pause(self._gate_wait(None))
+        gate = self._gate
+        if gate is not None:
+            self._admit(request)
+            await self._pause(await gate.areserve())
         first: Any
         try:
             first = await self._transport.handle_async_request(request)
@@ -431,7 +457,8 @@ class AsyncDriver(_Driver[Any]):
         else:
             status = first.status_code
             if status < 400 and (status != 202 or not _polls(request)):
-                self._observe(status)
+                if gate is not None:
+                    await gate.aobserve(status, rate=_told_rate(first.headers, policy))
                 first.extensions["xretry"] = first_try_history(status)
                 return first
         return await self._retry(request, policy, start, replayable, timeouts, first)
@@ -462,7 +489,7 @@ class AsyncDriver(_Driver[Any]):
                 await outcome.aclose()
             await self._pause(delay)
             if self._gate is not None:
-                await self._pause(self._gate_wait(call))
+                await self._pause(call.capped(await self._gate.areserve()))
             if call.expired():
                 outcome = _returnable(outcome, request)
                 break
@@ -482,6 +509,8 @@ class AsyncDriver(_Driver[Any]):
 
     async def _judge(self, request: Any, call: RetryCall, sent: Any) -> tuple[Any, Decision]:
         if isinstance(sent, Exception):
+            if self._gate is not None:
+                await self._gate.aobserve(None)
             return sent, self._judge_exception(request, sent, call)
         body = None
         if needs_body(sent.status_code) and _small_body(sent):
@@ -493,7 +522,13 @@ class AsyncDriver(_Driver[Any]):
                 with anyio.CancelScope(shield=True):
                     await sent.aclose()
                 raise
-        return sent, self._judge_response(request, sent, call, body)
+        decision = self._judge_response(request, sent, call, body)
+        if self._gate is not None:
+            status = sent.status_code
+            wait, rate = _gate_signals(sent, call)
+            await self._gate.aobserve(status, wait=wait, rate=rate)
+            decision = call.gated(decision, status, wait)
+        return sent, decision
 
     async def aclose(self) -> None:
         """Close the wrapped transport."""
@@ -520,7 +555,7 @@ class RetryTransport(SyncDriver, httpx.BaseTransport):
         *,
         policy: RetryPolicy | None = None,
         poll: PollPolicy | Literal[False] | None = None,
-        gate: Gate | None = None,
+        gate: Gate | Literal[False] | None = None,
         hooks: Iterable[RetryHook] | None = None,
         sleep: Callable[[float], None] | None = None,
         clock: Callable[[], float] | None = None,
@@ -554,7 +589,7 @@ class AsyncRetryTransport(AsyncDriver, httpx.AsyncBaseTransport):
         *,
         policy: RetryPolicy | None = None,
         poll: PollPolicy | Literal[False] | None = None,
-        gate: Gate | None = None,
+        gate: Gate | Literal[False] | None = None,
         hooks: Iterable[RetryHook] | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
         clock: Callable[[], float] | None = None,

@@ -18,6 +18,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, MutableMapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,6 +68,10 @@ class _Job:
     expires_at: float
     completion: dict[str, Any]
     fetched: bool = False
+
+
+#: The rate-limit headers a request's success carries (set once the request is admitted).
+_LIMIT_HEADERS: ContextVar[dict[str, str]] = ContextVar("xretry_emulator_limits", default={})  # noqa: B039
 
 
 class _Bucket:
@@ -158,6 +163,7 @@ class EmulatorApp:
             return
         endpoint = _endpoint(path)
         self._count("requests", f"requests.{endpoint}")
+        _LIMIT_HEADERS.set({})  # in-process (ASGI), the caller's context is ours: start clean
         retry_count = headers.get("x-stainless-retry-count", "0")
         if retry_count.isdigit() and int(retry_count) > 0:
             self._count("sdk_retries")
@@ -178,8 +184,11 @@ class EmulatorApp:
         key = await self._authenticate(headers, send)
         if key is None:
             return
-        if endpoint in ("chat", "deferred") and not await self._admit(key, send):
-            return
+        if endpoint in ("chat", "deferred"):
+            admitted = await self._admit(key, send)
+            if admitted is None:
+                return
+            _LIMIT_HEADERS.set(admitted)
         if await self._inject(endpoint, send):
             return
 
@@ -206,7 +215,8 @@ class EmulatorApp:
 
     async def _ok(self, send: Send, payload: Any, headers: dict[str, str] | None = None) -> None:
         self._count("status.200")
-        await _json(send, 200, payload, headers)
+        limits = _LIMIT_HEADERS.get()
+        await _json(send, 200, payload, {**limits, **headers} if headers else limits)
 
     async def _error(
         self, send: Send, status: int, message: str, headers: dict[str, str] | None = None
@@ -241,7 +251,9 @@ class EmulatorApp:
             return None
         return token
 
-    async def _admit(self, key: str, send: Send) -> bool:
+    async def _admit(self, key: str, send: Send) -> dict[str, str] | None:
+        """Spend a token of the key's bucket: the headers for the success, or ``None`` (answered
+        with a 429 already)."""
         scenario = self.scenario
         if scenario.quota_exhausted:
             self._count("quota_429")
@@ -252,9 +264,9 @@ class EmulatorApp:
                 "monthly spending limit. To continue making API requests, please purchase more "
                 "credits or raise your spending limit.",
             )
-            return False
+            return None
         if scenario.rate_limit is None:
-            return True
+            return {}
         now = self._clock()
         with self._lock:
             bucket = self._buckets.get(key)
@@ -269,7 +281,7 @@ class EmulatorApp:
                 bucket.tokens -= 1.0
             tokens = bucket.tokens
         if admitted:
-            return True
+            return self._budget_headers(tokens)
         wait = (1.0 - tokens) / scenario.rate_limit
         self._count("rate_limited")
         await self._error(
@@ -277,24 +289,35 @@ class EmulatorApp:
             429,
             f"Rate limit reached: {scenario.rate_limit:g} requests per second. "
             "Reduce your request rate or increase your rate limit on xAI Console.",
-            self._hint_headers(wait),
+            self._hint_headers(wait, tokens),
         )
-        return False
+        return None
 
-    def _hint_headers(self, wait: float) -> dict[str, str]:
+    def _hint_headers(self, wait: float, tokens: float) -> dict[str, str]:
+        """A 429's headers: the wait for the next token (whole seconds, and ms in "full" mode)."""
         mode = self.scenario.hints
         if mode == "none":
             return {}
         seconds = max(1, math.ceil(wait))  # delta-seconds are whole numbers (RFC 9110)
         if mode == "retry-after":
             return {"retry-after": str(seconds)}
-        rate = self.scenario.rate_limit or 0.0
         return {
             "retry-after": str(seconds),
             "retry-after-ms": str(max(1, math.ceil(wait * 1000))),
-            "x-ratelimit-limit-requests": f"{rate:g}",
-            "x-ratelimit-remaining-requests": "0",
-            "x-ratelimit-reset-requests": f"{max(1, math.ceil(wait * 1000))}ms",
+            **self._budget_headers(tokens),
+        }
+
+    def _budget_headers(self, tokens: float) -> dict[str, str]:
+        """OpenAI's ``x-ratelimit-*-requests`` on every response in "full" mode: the bucket's size,
+        the whole requests left in it, and the time until it is full again."""
+        scenario = self.scenario
+        if scenario.hints != "full" or scenario.rate_limit is None:
+            return {}
+        full_in = max(0.0, scenario.burst - tokens) / scenario.rate_limit
+        return {
+            "x-ratelimit-limit-requests": str(scenario.burst),
+            "x-ratelimit-remaining-requests": str(max(0, math.floor(tokens))),
+            "x-ratelimit-reset-requests": f"{math.ceil(full_in * 1000)}ms",
         }
 
     # -- faults -------------------------------------------------------------------------------
