@@ -37,6 +37,7 @@ __all__ = [
     "is_quota_exhausted",
     "needs_body",
     "request_of",
+    "response_of",
     "status_text",
 ]
 
@@ -227,7 +228,7 @@ def classify_exception(
     among them by default: it is a billed generation). Anything that is not a transport failure is
     FATAL: it is a bug or a caller error, and retrying would repeat it.
     """
-    response = _response_of(exc)
+    response = response_of(exc)
     if response is not None:  # HTTPStatusError, xretry's APIStatusError, SDK status errors
         request = request_of(response)
         return classify_response(
@@ -321,11 +322,18 @@ def classify(
     )
 
 
-def _response_of(exc: BaseException) -> Any:
-    """The response an exception carries (``exc.response`` with an int ``status_code``), if any."""
-    response = getattr(exc, "response", None)
-    status = getattr(response, "status_code", None)
-    if isinstance(status, int) and not isinstance(status, bool):
+def response_of(exc: BaseException) -> Any:
+    """The response an exception carries (``exc.response`` with an int ``status_code`` and
+    headers), if any. A foreign exception's odd ``response`` (a property that raises, no headers)
+    is no response: the exception is then judged by its type, never replaced by an AttributeError.
+    """
+    try:
+        response = getattr(exc, "response", None)
+        status = getattr(response, "status_code", None)
+        headers = getattr(response, "headers", None)
+    except Exception:
+        return None
+    if isinstance(status, int) and not isinstance(status, bool) and headers is not None:
         return response
     return None
 
@@ -333,7 +341,10 @@ def _response_of(exc: BaseException) -> Any:
 def request_of(outcome: Any) -> Any:
     """The request behind a response or an exception (``.request``, else ``.response.request``),
     without tripping httpx's "no request set" RuntimeError; ``None`` when there is none."""
-    sources: tuple[Any, ...] = (outcome, getattr(outcome, "response", None))
+    try:
+        sources: tuple[Any, ...] = (outcome, getattr(outcome, "response", None))
+    except Exception:  # a foreign exception whose ``response`` property raises
+        sources = (outcome,)
     for source in sources:
         try:
             request = source.request

@@ -31,7 +31,7 @@ from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
 from . import _testing
-from ._classify import Decision, Verdict
+from ._classify import Decision, Verdict, response_of
 from ._errors import redact
 from ._hooks import EventKind, RetryEvent, RetryHook, emit
 from ._policy import PollPolicy, RetryPolicy
@@ -372,13 +372,18 @@ class RetryCall:
 
         tenacity's ``stop_before_delay`` never plans a sleep past the deadline, but a real sleep
         can overrun; an attempt with (nearly) zero timeouts would fail for certain and replace the
-        last real answer with a timeout.
+        last real answer with a timeout. When it is too late, the last outcome's record (made when
+        the retry was planned) is taken back: :meth:`finish` records it as the last attempt.
         """
         deadline = self.deadline
         if deadline is None:
             return False
         remaining = self.remaining()
-        return remaining is not None and remaining <= min(0.05, deadline * 0.01)
+        if remaining is None or remaining > min(0.05, deadline * 0.01):
+            return False
+        if self._records:  # the retry planned after the last outcome will not happen
+            self._records.pop()
+        return True
 
     def bound_timeouts(self, extensions: MutableMapping[str, Any]) -> None:
         """Cap the next attempt's httpx timeouts at what is left of the deadline."""
@@ -462,7 +467,7 @@ class RetryCall:
 def _server_failure(outcome: object) -> bool:
     """A transport error or a 5xx: what a retry budget counts (a 429 is the gate's business)."""
     # The decorator's outcomes are exceptions, often carrying the response (httpx, openai).
-    response = getattr(outcome, "response", None) if isinstance(outcome, BaseException) else outcome
+    response = response_of(outcome) if isinstance(outcome, BaseException) else outcome
     status = getattr(response, "status_code", None)
     if isinstance(status, int):
         return status >= 500

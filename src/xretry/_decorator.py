@@ -21,7 +21,7 @@ from typing import Any, Literal, ParamSpec, TypeVar, overload
 
 import anyio
 
-from ._classify import Decision, Verdict, classify_exception, request_of
+from ._classify import Decision, Verdict, classify_exception, request_of, response_of
 from ._core import RetryCall, should_sleep
 from ._errors import RetryBudgetExhaustedError, display_url, request_secrets
 from ._gate import Gate, own_gate, signals
@@ -83,7 +83,7 @@ class _Retrier:
         # after sending is not repeated unless the policy lists POST as idempotent.
         method = request.method if request is not None else "POST"
         decision = classify_exception(exc, method=method, policy=self.policy)
-        response = getattr(exc, "response", None)
+        response = response_of(exc)
         status = getattr(response, "status_code", None)
         headers = getattr(response, "headers", None)
         if not isinstance(status, int) or headers is None or not self.policy.respect_retry_after:

@@ -38,7 +38,7 @@ import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from . import _testing
-from ._classify import Verdict, classify_exception
+from ._classify import Verdict, classify_exception, request_of
 from ._core import poll_gap
 from ._errors import (
     DeferredNotFoundError,
@@ -49,6 +49,8 @@ from ._errors import (
     ServerError,
     XRetryError,
     error_for_response,
+    redact,
+    request_secrets,
 )
 from ._gate import Gate, own_gate
 from ._headers import retry_hint
@@ -203,9 +205,10 @@ class _Poller:
         try:
             request_id = json.loads(response.content)["request_id"]
         except (ValueError, KeyError, TypeError) as exc:
+            echoed = redact(repr(response.content[:200]), _secrets_of(response))
             raise XRetryError(
                 f"the deferred submission was accepted ({response.status_code}) but the answer "
-                f"has no request_id: {response.content[:200]!r}"
+                f"has no request_id: {echoed}"
             ) from exc
         if not isinstance(request_id, str) or not request_id:
             raise XRetryError(f"the deferred submission returned a bad request_id: {request_id!r}")
@@ -247,8 +250,9 @@ class _Poller:
                 if not isinstance(completion, dict):
                     raise ValueError("not a JSON object")
             except (ValueError, RecursionError) as exc:
-                if self.store is not None:
-                    self.store.fail(request_id, f"unusable body: {body[:2000]!r}")
+                if self.store is not None:  # never the key, even one the server echoed
+                    echoed = redact(repr(body[:2000]), _secrets_of(response))
+                    self.store.fail(request_id, f"unusable body: {echoed}")
                 raise DeferredResultError(request_id, body=body, reason=str(exc)) from None
             if self.store is not None:
                 self.store.complete(request_id, completion)
@@ -687,3 +691,8 @@ class _Batch:
         job.due = now + gap
         job.seq = next(self.seq)
         self.push(job)
+
+
+def _secrets_of(response: Any) -> list[str]:
+    request = request_of(response)
+    return [] if request is None else request_secrets(request)

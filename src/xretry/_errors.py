@@ -449,7 +449,7 @@ def error_for_response(response: Any, *, body: bytes | None = None) -> APIStatus
     request = _request_of(response)
     secrets = request_secrets(request) if request is not None else []
     # Mask before shortening: a cut through a key would leave a prefix no mask matches.
-    message = _shorten(redact(message, secrets)) if message else _empty(response)
+    message = _shorten(redact(message, secrets)) if message else _empty(response, secrets)
     code = _shorten(redact(code, secrets), 100) if code else None
     method = request.method if request is not None else None
     url = display_url(request) if request is not None else None
@@ -477,8 +477,10 @@ def error_for_response(response: Any, *, body: bytes | None = None) -> APIStatus
     )
 
 
-def _empty(response: Any) -> str:
+def _empty(response: Any, secrets: list[str]) -> str:
+    """An empty body is described by its reason phrase, which a proxy may have filled in."""
     reason = getattr(response, "reason_phrase", "") or ""
+    reason = _shorten(redact(str(reason), secrets))
     return f"empty body{f' ({reason})' if reason else ''}"
 
 

@@ -37,7 +37,12 @@ DEFAULT_IDEMPOTENT_METHODS: frozenset[str] = frozenset(
 def _finite(name: str, value: object, *, minimum: float = 0.0, strict: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"{name} must be a number of seconds, got {value!r}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond any float: as good as infinite
+        raise ValueError(
+            f"{name} must be finite, got an integer of {len(str(value))} digits"
+        ) from None
     if not math.isfinite(number):
         raise ValueError(f"{name} must be finite, got {value!r}")
     if number < minimum or (strict and number == minimum):
@@ -149,7 +154,10 @@ class RetryPolicy:
 def _statuses(value: Iterable[int]) -> frozenset[int]:
     if isinstance(value, str | bytes) or not isinstance(value, Iterable):
         raise ValueError(f"retry_statuses must be a collection of ints, got {value!r}")
-    statuses = frozenset(value)
+    try:
+        statuses = frozenset(value)
+    except TypeError:  # an unhashable member (a list, a dict)
+        raise ValueError(f"retry_statuses must hold ints, got {value!r}") from None
     for status in statuses:
         if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
             raise ValueError(f"retry_statuses holds {status!r}, not an HTTP status (100-599)")
