@@ -24,7 +24,7 @@ import anyio
 from ._classify import Decision, Verdict, classify_exception, request_of, response_of
 from ._core import RetryCall, should_sleep
 from ._errors import RetryBudgetExhaustedError, display_url, request_secrets
-from ._gate import Gate, own_gate, signals
+from ._gate import Gate, apass_gate, own_gate, pass_gate, signals
 from ._hooks import RetryHook, as_hooks
 from ._policy import RetryPolicy
 from ._transport import OUTER_CALL
@@ -108,18 +108,6 @@ class _Retrier:
         await self.gate.aobserve(status, wait=wait, rate=rate)
         return call.gated(decision, status, wait)
 
-    def wait_at_gate(self, call: RetryCall | None) -> float:
-        if self.gate is None:
-            return 0.0
-        wait = self.gate.reserve()
-        return wait if call is None else call.capped(wait)
-
-    async def await_at_gate(self, call: RetryCall | None) -> float:
-        if self.gate is None:
-            return 0.0
-        wait = await self.gate.areserve()
-        return wait if call is None else call.capped(wait)
-
     def success(self) -> None:
         if self.gate is not None:
             self.gate.observe(200)
@@ -144,7 +132,8 @@ def _sync(
         try:
             start = retrier.clock()
             retrier.admit()
-            pause(retrier.wait_at_gate(None))
+            if retrier.gate is not None:
+                pass_gate(retrier.gate, pause, None)
             try:
                 result = func(*args, **kwargs)
             except Exception as exc:
@@ -159,7 +148,8 @@ def _sync(
                 if delay is None:
                     break
                 pause(delay)
-                pause(retrier.wait_at_gate(call))
+                if retrier.gate is not None:
+                    pass_gate(retrier.gate, pause, call)
                 if call.expired():
                     break
                 try:
@@ -195,7 +185,8 @@ def _async(
         try:
             start = retrier.clock()
             retrier.admit()
-            await pause(await retrier.await_at_gate(None))
+            if retrier.gate is not None:
+                await apass_gate(retrier.gate, pause, None)
             try:
                 result = await func(*args, **kwargs)
             except Exception as exc:
@@ -210,7 +201,8 @@ def _async(
                 if delay is None:
                     break
                 await pause(delay)
-                await pause(await retrier.await_at_gate(call))
+                if retrier.gate is not None:
+                    await apass_gate(retrier.gate, pause, call)
                 if call.expired():
                     break
                 try:

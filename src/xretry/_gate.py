@@ -36,12 +36,16 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from . import _testing
 from ._budget import RetryBudget
 from ._headers import refill_rate, shared_wait
+
+if TYPE_CHECKING:
+    from ._core import RetryCall
 
 __all__ = [
     "Gate",
@@ -49,7 +53,9 @@ __all__ = [
     "GateSettings",
     "GateState",
     "MemoryGateBackend",
+    "apass_gate",
     "own_gate",
+    "pass_gate",
     "signals",
 ]
 
@@ -68,6 +74,9 @@ class GateSettings:
     probe: float = 0.05
     #: Longest single wait the gate imposes, whatever the server said.
     max_wait: float = 60.0
+    #: How far ahead a paced slot is booked; a request further back in the queue is told to come
+    #: back later instead, so a change of rate reaches it (``None``: book any slot, any distance).
+    horizon: float | None = 0.1
 
 
 @runtime_checkable
@@ -138,7 +147,8 @@ class GateState:
     paced_at: float = -1e18
 
     def reserve(self, settings: GateSettings, now: float) -> float:
-        """Claim the next slot: seconds to wait before sending."""
+        """Claim the next slot: seconds to wait before sending; or, negative, seconds after which
+        to ask again (the slot is beyond the horizon: nothing was booked)."""
         if not self.seeded:
             self._seed(settings)
         if self.started is None:
@@ -146,10 +156,21 @@ class GateState:
         self.outstanding += 1
         at = self.cooldown_until if self.cooldown_until > now else now
         rate = self.rate
-        slow = rate is None and self.slow and self.outstanding > _SLOW_WINDOW
+        # Slow start paces a burst: more than a few requests outstanding, or a queue already
+        # forming (callers told to come back are not outstanding while they wait).
+        slow = (
+            rate is None
+            and self.slow
+            and (self.outstanding > _SLOW_WINDOW or self.next_slot > now)
+        )
         if rate is not None or slow:
             if self.next_slot > at:
                 at = self.next_slot
+            horizon = settings.horizon
+            if horizon is not None and at - now > horizon:
+                self.outstanding -= 1  # not booked: this caller will ask again
+                come_back = at - now - horizon
+                return -(come_back if come_back < settings.max_wait else settings.max_wait)
             if slow:  # the slow-start rate of the slot's own time
                 rate = self._slow_rate(at)
             if rate is not None:
@@ -341,7 +362,7 @@ class Gate:
     sharing one key; ``clock`` is for the default in-memory backend.
     """
 
-    __slots__ = ("_backend", "budget", "settings")
+    __slots__ = ("_backend", "_booking_settings", "budget", "settings")
 
     def __init__(
         self,
@@ -379,6 +400,7 @@ class Gate:
             probe=float(probe),
             max_wait=float(max_wait),
         )
+        self._booking_settings = replace(self.settings, horizon=None)
         self.budget = budget
         self._backend: GateBackend = MemoryGateBackend(clock=clock) if backend is None else backend
 
@@ -398,12 +420,18 @@ class Gate:
         return self._backend.rate_limited
 
     def reserve(self) -> float:
-        """Claim the next slot; seconds the caller must wait before sending (often 0)."""
-        return self._backend.reserve(self.settings)
+        """Claim the next slot: seconds to wait before sending (often 0); or, negative, seconds
+        after which to ask again (the caller is too far back in the queue to book a slot yet).
+        :func:`pass_gate` does this dance for a caller."""
+        return self._backend.reserve(self._settings_now())
 
     async def areserve(self) -> float:
         """:meth:`reserve` for async callers."""
-        return await self._backend.areserve(self.settings)
+        return await self._backend.areserve(self._settings_now())
+
+    def _settings_now(self) -> GateSettings:
+        # In test mode (xretry.testing.no_wait) no time passes: "come back later" would spin.
+        return self.settings if _testing.active() is None else self._booking_settings
 
     def observe(
         self, status_code: int | None, *, wait: float | None = None, rate: float | None = None
@@ -440,3 +468,37 @@ def own_gate(gate: Gate | bool | None, clock: Callable[[], float]) -> Gate | Non
     if not isinstance(gate, Gate):
         raise ValueError(f"gate must be an xretry.Gate or False, got {type(gate).__name__}")
     return gate
+
+
+def pass_gate(gate: Gate, pause: Callable[[float], None], call: RetryCall | None) -> None:
+    """Wait at the gate until a slot is booked, then until it comes (capped by the deadline)."""
+    wait = gate.reserve()
+    while wait < 0:
+        seconds, deadline_first = _come_back(call, -wait)
+        pause(seconds)
+        if deadline_first:
+            return  # the caller's expired() check ends the call
+        wait = gate.reserve()
+    pause(wait if call is None else call.capped(wait))
+
+
+async def apass_gate(
+    gate: Gate, pause: Callable[[float], Awaitable[None]], call: RetryCall | None
+) -> None:
+    """:func:`pass_gate` for async callers."""
+    wait = await gate.areserve()
+    while wait < 0:
+        seconds, deadline_first = _come_back(call, -wait)
+        await pause(seconds)
+        if deadline_first:
+            return
+        wait = await gate.areserve()
+    await pause(wait if call is None else call.capped(wait))
+
+
+def _come_back(call: RetryCall | None, wait: float) -> tuple[float, bool]:
+    """How long to wait before asking the gate again, and whether the deadline comes first."""
+    if call is None:
+        return wait, False
+    remaining = call.remaining()
+    return call.capped(wait), remaining is not None and remaining <= wait

@@ -43,7 +43,7 @@ from ._classify import (
 )
 from ._core import RetryCall, first_try_history, should_sleep
 from ._errors import RetryBudgetExhaustedError, display_url, request_secrets
-from ._gate import Gate, own_gate, signals
+from ._gate import Gate, apass_gate, own_gate, pass_gate, signals
 from ._hooks import RetryHook, as_hooks
 from ._policy import PollPolicy, RetryPolicy
 
@@ -331,7 +331,7 @@ class SyncDriver(_Driver[Any]):
         gate = self._gate
         if gate is not None:
             self._admit(request)
-            self._pause(gate.reserve())
+            pass_gate(gate, self._pause, None)
         first: Any
         try:
             first = self._transport.handle_request(request)
@@ -373,7 +373,7 @@ class SyncDriver(_Driver[Any]):
                 outcome.close()
             self._pause(delay)
             if self._gate is not None:
-                self._pause(call.capped(self._gate.reserve()))
+                pass_gate(self._gate, self._pause, call)
             if call.expired():  # a sleep overran what the deadline left: no doomed attempt
                 outcome = _returnable(outcome, request)
                 break
@@ -448,7 +448,7 @@ class AsyncDriver(_Driver[Any]):
         gate = self._gate
         if gate is not None:
             self._admit(request)
-            await self._pause(await gate.areserve())
+            await apass_gate(gate, self._pause, None)
         first: Any
         try:
             first = await self._transport.handle_async_request(request)
@@ -489,7 +489,7 @@ class AsyncDriver(_Driver[Any]):
                 await outcome.aclose()
             await self._pause(delay)
             if self._gate is not None:
-                await self._pause(call.capped(await self._gate.areserve()))
+                await apass_gate(self._gate, self._pause, call)
             if call.expired():
                 outcome = _returnable(outcome, request)
                 break
