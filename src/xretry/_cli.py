@@ -163,9 +163,24 @@ def _chat(args: argparse.Namespace) -> int:
         else:
             response = client.post("chat/completions", json=body)
             raise_for_status(response)
-            completion = response.json()
+            completion = _completion_of(response)
     _print_completion(completion, args.json)
     return EXIT_OK
+
+
+def _completion_of(response: httpx.Response) -> dict[str, Any]:
+    """The chat completion a 200 carries; a body that is not one is the API's fault (exit 1),
+    not a usage error."""
+    try:
+        completion = response.json()
+    except ValueError:
+        completion = None
+    if not isinstance(completion, dict):
+        raise XRetryError(
+            f"the API answered {response.status_code} but its body ({len(response.content)} "
+            "bytes) is not a JSON chat completion; try again, or check the --base-url"
+        )
+    return completion
 
 
 def _wait(args: argparse.Namespace) -> int:

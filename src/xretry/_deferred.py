@@ -513,11 +513,16 @@ class AsyncDeferredCompletions(_Poller):
             self.store.acknowledge(previous.request_id)
 
 
-def _worth_another_poll(exc: Exception) -> bool:
-    """A failure that asking again later may fix: a retryable status or transport failure."""
+def _worth_another_poll(exc: Exception, method: str = "GET") -> bool:
+    """A failure that asking again later may fix: a retryable status or transport failure.
+
+    ``method="POST"`` for a submission: a failure after it may have reached the server (a read
+    timeout, a connection dropped after sending) is not worth another try, since the server may
+    have created, and billed, a job whose id never came back.
+    """
     if isinstance(exc, XRetryError) and not isinstance(exc, RateLimitError | ServerError):
         return False
-    return classify_exception(exc, method="GET").verdict is Verdict.RETRY
+    return classify_exception(exc, method=method).verdict is Verdict.RETRY
 
 
 class _Batch:
@@ -633,7 +638,7 @@ class _Batch:
                 # try again later, within the poll timeout. Anything else ends the job.
                 timeout = self.poll.timeout
                 late = timeout is not None and self.now() - started >= timeout
-                if late or not _worth_another_poll(exc):
+                if late or not _worth_another_poll(exc, "POST"):
                     self.outstanding -= 1
                     await send.send(DeferredOutcome("", error=exc))
                     self.wakeup.set()

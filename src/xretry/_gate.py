@@ -145,6 +145,8 @@ class GateState:
     slow: bool = True
     #: When pacing last made a request wait: the rate only grows while it is the bottleneck.
     paced_at: float = -1e18
+    #: When the last caller told to come back later will: the next one comes 1 / rate after.
+    come_back_at: float = 0.0
 
     def reserve(self, settings: GateSettings, now: float) -> float:
         """Claim the next slot: seconds to wait before sending; or, negative, seconds after which
@@ -159,20 +161,23 @@ class GateState:
         # Slow start paces a burst: more than a few requests outstanding, or a queue already
         # forming (callers told to come back are not outstanding while they wait).
         slow = (
-            rate is None
-            and self.slow
-            and (self.outstanding > _SLOW_WINDOW or self.next_slot > now)
+            rate is None and self.slow and (self.outstanding > _SLOW_WINDOW or self.next_slot > now)
         )
         if rate is not None or slow:
+            free = at  # the earliest any request may go (now, or the end of a cooldown)
             if self.next_slot > at:
                 at = self.next_slot
-            horizon = settings.horizon
-            if horizon is not None and at - now > horizon:
-                self.outstanding -= 1  # not booked: this caller will ask again
-                come_back = at - now - horizon
-                return -(come_back if come_back < settings.max_wait else settings.max_wait)
             if slow:  # the slow-start rate of the slot's own time
                 rate = self._slow_rate(at)
+            horizon = settings.horizon
+            if horizon is not None and at - free > horizon:
+                # Too far back in the queue to book: come back later. Each caller gets its own
+                # time, 1 / rate after the previous one's, so they don't all return at once.
+                self.outstanding -= 1
+                back = max(at - horizon, self.come_back_at)
+                self.come_back_at = back + 1.0 / (rate if rate is not None else _SLOW_RATE)
+                back -= now
+                return -(back if back < settings.max_wait else settings.max_wait)
             if rate is not None:
                 self.next_slot = at + 1.0 / rate
         wait = at - now
@@ -237,25 +242,33 @@ class GateState:
             return None
         return float(_SLOW_RATE * 2.0**doublings)
 
+    def _first_limited(self, settings: GateSettings, now: float) -> None:
+        """A 429 while no rate is known: pace at once at what got through lately, rather than
+        unpaced until the episode can be measured.
+
+        Only a client whose burst was being paced was pushing the limit (for a light one, what it
+        got through says nothing about the limit), and too high a guess costs a few 429s and is
+        measured down within 0.15 s, while too low a one costs throughput until probing finds the
+        limit (5% a second): so no discount. With nothing to go by (nothing paced or nothing
+        through yet, e.g. a key already saturated elsewhere), slow start begins again from now,
+        and the episode's measurement decides.
+        """
+        since = now - _WINDOW if self.started is None else max(self.started, now - _WINDOW)
+        got = sum(1 for t in self.successes if t >= since)
+        if got and now - since >= _MIN_SPAN and now - self.paced_at < _WINDOW:
+            self.rate = max(got / (now - since), settings.min_rate)
+            self.slow = False
+        else:
+            self.slow = True
+            self.started = now
+            if self.outstanding > 0:  # others in flight: pace them from now (a lone call: no)
+                self.next_slot = max(self.next_slot, now + 1.0 / _SLOW_RATE)
+
     def _on_limited(self, settings: GateSettings, now: float, wait: float | None) -> None:
         self.limited += 1
         self.last_limited = now
-        if self.slow and self.rate is None and self.started is not None:
-            # The first 429 ends slow start: pace at once at what got through lately (at most the
-            # rate that overshot), rather than unpaced until the episode can be measured.
-            # With nothing through yet (a key already saturated elsewhere), there is nothing to
-            # go by: the episode's measurement decides.
-            # Only a client whose burst was being paced was pushing the limit; for a light one,
-            # what it got through says nothing about the limit.
-            since = max(self.started, now - _WINDOW)
-            got = sum(1 for t in self.successes if t >= since)
-            if got and now - since >= _MIN_SPAN and now - self.paced_at < _WINDOW:
-                measured = got / (now - since)
-                slow_rate = self._slow_rate(now)
-                if slow_rate is not None:
-                    measured = min(measured, slow_rate)
-                self.rate = max(measured * settings.backoff, settings.min_rate)
-        self.slow = False
+        if self.rate is None:
+            self._first_limited(settings, now)
         if self.rate is not None:  # over the limit now: no free slot for the next 1 / rate
             self.next_slot = max(self.next_slot, now + 1.0 / self.rate)
         if wait is not None:  # everyone pauses for the certain part of the server's wait
@@ -275,6 +288,7 @@ class GateState:
         measured = got / (now - start)
         current = measured if self.rate is None else min(self.rate, measured)
         self.rate = max(current * settings.backoff, settings.min_rate)
+        self.slow = False
         self.last_decrease = now
         self.next_slot = max(self.next_slot, self.cooldown_until)
 

@@ -15,5 +15,7 @@ guarantees and what depends on the server's persistence settings.
 
 from __future__ import annotations
 
+from ._redis_gate import RedisGateBackend
 from ._redis_store import RedisDeferredStore
 
+__all__ = ["RedisDeferredStore", "RedisGateBackend"]
