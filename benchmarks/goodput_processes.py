@@ -13,6 +13,7 @@ b. ``Redis gate`` ``AsyncRetryTransport(gate=xretry.Gate(backend=xretry.redis.Re
                   redis.asyncio.Redis.from_url(url), key=<unique per run>)))`` in each process:
                   one cooldown and one pacing for the four, through a ``redis-server`` that the
                   script starts on a free loopback port (persistence off), or ``--redis-url``.
+c. ``no gate``    ``AsyncRetryTransport(gate=False)`` in each process: each request on its own.
 
 Per variant and mode, as in ``goodput.py``: "of ideal" = 9.75 s / elapsed (barrier to the last
 call finished in any process), failed calls, 429s per success (server-counted), requests; and
@@ -51,7 +52,7 @@ from datetime import UTC, datetime
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import _report
 import redis
@@ -90,6 +91,11 @@ VARIANTS: dict[str, tuple[str, str, str]] = {
         "one gate in Redis",
         "AsyncRetryTransport(gate=Gate(backend=RedisGateBackend(redis.asyncio client, key)))",
     ),
+    "none": (
+        "c",
+        "no gate (gate=False)",
+        "AsyncRetryTransport(gate=False) per process: each request backs off on its own",
+    ),
 }
 
 
@@ -119,7 +125,7 @@ def _worker(job: Job, start: Barrier, results: Queue[dict[str, Any]]) -> None:
 
 async def _work(job: Job, start: Barrier) -> dict[str, Any]:
     store = None
-    gate: xretry.Gate | None = None
+    gate: xretry.Gate | Literal[False] | None = False if job.variant == "none" else None
     if job.variant == "redis":
         assert job.redis_url is not None
         store = redis.asyncio.Redis.from_url(
@@ -318,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--burst", type=int, default=10, help="token bucket burst (10)")
     parser.add_argument("--seed", type=int, default=6, help="the emulator's seed (6)")
     parser.add_argument(
-        "--variants", default=",".join(VARIANTS), help="comma-separated: own,redis (both)"
+        "--variants", default=",".join(VARIANTS), help="comma-separated: own,redis,none (all)"
     )
     parser.add_argument(
         "--modes",

@@ -147,6 +147,10 @@ class GateState:
     paced_at: float = -1e18
     #: When the last caller told to come back later will: the next one comes 1 / rate after.
     come_back_at: float = 0.0
+    #: The rate the server's ``x-ratelimit-*`` headers allow (times ``backoff``): the rate never
+    #: grows past it while it is fresh (told within ``_TOLD_FOR`` seconds).
+    ceiling: float | None = None
+    told_at: float = -1e18
 
     def reserve(self, settings: GateSettings, now: float) -> float:
         """Claim the next slot: seconds to wait before sending; or, negative, seconds after which
@@ -198,9 +202,12 @@ class GateState:
             self._seed(settings)
         if self.outstanding > 0:
             self.outstanding -= 1
-        if rate is not None:  # the server told us its limit
-            self.rate = max(rate * settings.backoff, settings.min_rate)
-            self.last_decrease = now
+        if rate is not None:  # the server told us its limit: a ceiling, and where to start
+            ceiling = max(rate * settings.backoff, settings.min_rate)
+            self.ceiling = ceiling
+            self.told_at = now
+            if self.rate is None or self.rate > ceiling:
+                self.rate = ceiling
             self.slow = False
         if status == 429:
             self._on_limited(settings, now, wait)
@@ -215,12 +222,24 @@ class GateState:
                 self.saturated_since = None  # the episode is over
             if (
                 self.rate is not None
-                and rate is None
                 and now >= self.cooldown_until
                 and now - self.paced_at < _WINDOW
             ):
-                # +probe per success is +probe * rate per second: a fraction probe a second.
-                self.rate += settings.probe
+                self._grow(settings, now)
+
+    def _grow(self, settings: GateSettings, now: float) -> None:
+        """Probe for capacity, one success at a time, never past what the server said it allows.
+
+        Per success, ``probe`` (a fraction ``probe`` of the rate per second: multiplicative) or
+        ``_ADDITIVE / rate`` (``_ADDITIVE`` requests a second more: additive), whichever is more.
+        The additive part is what makes clients sharing a limit without knowing of each other
+        converge to fair shares, as TCP's additive increase does; the multiplicative part finds
+        a large limit again quickly.
+        """
+        assert self.rate is not None
+        grown = self.rate + max(settings.probe, _ADDITIVE / self.rate)
+        ceiling = self.ceiling if now - self.told_at < _TOLD_FOR else None
+        self.rate = grown if ceiling is None or grown < ceiling else max(ceiling, self.rate)
 
     def _seed(self, settings: GateSettings) -> None:
         self.seeded = True
@@ -350,6 +369,10 @@ _WINDOW = 1.0
 _MIN_SPAN = 0.15
 #: Seconds without a 429 that end a saturation episode.
 _QUIET = 2.0
+#: Requests per second the rate grows by each second while probing, at least (additive increase).
+_ADDITIVE = 2.0
+#: Seconds a rate told by the server's headers stays the ceiling.
+_TOLD_FOR = 10.0
 #: Slow start: requests outstanding before a burst is paced at all; the starting rate; how often
 #: it doubles (seconds of slot time); doublings until the gate stops pacing (32 * 2**5 = 1024
 #: requests/s, 2.5 s after the first request). Measured with benchmarks/goodput.py: doubling
