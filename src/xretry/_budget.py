@@ -66,6 +66,7 @@ class RetryBudget:
         self._lock = threading.Lock()
         self._tokens = self.max_tokens
         self._next_probe = 0.0
+        self._probing = False
         self._denied = 0
         self._refused = 0
 
@@ -90,19 +91,29 @@ class RetryBudget:
         return self._refused
 
     def on_success(self) -> None:
-        """A response that was not a server failure: give back ``token_ratio``."""
+        """A response that was not a server failure: give back ``token_ratio`` (all of them
+        after a fail-fast probe: the server is back)."""
         if self._tokens < self.max_tokens:  # the common case is full: no lock needed
             with self._lock:
-                self._tokens = min(self.max_tokens, self._tokens + self.token_ratio)
+                if self._probing:
+                    self._probing = False
+                    self._tokens = self.max_tokens
+                else:
+                    self._tokens = min(self.max_tokens, self._tokens + self.token_ratio)
 
-    def on_failure(self) -> bool:
-        """A server failure (retryable 5xx or transport error): take a token; may it be retried?"""
+    def on_failure(self) -> None:
+        """A server failure (a retryable 5xx or a transport error): take a token."""
         with self._lock:
             self._tokens = max(0.0, self._tokens - 1.0)
-            allowed = self._tokens > self.max_tokens / 2
-            if not allowed:
-                self._denied += 1
-            return allowed
+            self._probing = False
+
+    def allows_retry(self) -> bool:
+        """May a failed call be retried? Counted as denied when not."""
+        if self._tokens > self.max_tokens / 2:
+            return True
+        with self._lock:
+            self._denied += 1
+        return False
 
     def admit(self) -> bool:
         """May a new call be sent? Always, unless ``fail_fast`` and exhausted (then one probe per
@@ -113,6 +124,7 @@ class RetryBudget:
             now = self._clock()
             if now >= self._next_probe:
                 self._next_probe = now + self.probe_interval
+                self._probing = True
                 return True
             self._refused += 1
             return False

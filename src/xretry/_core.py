@@ -231,13 +231,13 @@ class RetryCall:
         replayable: bool = True,
         poll: PollPolicy | None = None,
         gate: Gate | None = None,
+        budget: RetryBudget | None = None,
     ) -> None:
         self.policy = policy
         self.gate = gate
-        # A deferred result is paid for: its polls are never throttled by a retry budget.
-        self._budget: RetryBudget | None = (
-            gate.budget if gate is not None and poll is None else None
-        )
+        #: The retry budget this call draws on (``None`` for a deferred poll: a paid-for result
+        #: is never throttled).
+        self._budget = budget
         self._throttled = False
         self.poll = poll
         self.replayable = replayable
@@ -330,17 +330,19 @@ class RetryCall:
         else:
             retrying, state = self._retrying, self._state
             kind = "retry"
-            budget = self._budget
-            if budget is not None and _server_failure(outcome) and not budget.on_failure():
-                self._throttled = True
-                return None
         if isinstance(outcome, BaseException):
             state.set_exception((type(outcome), outcome, outcome.__traceback__))
         else:
             state.set_result(outcome)
         state.outcome_timestamp = now
+        budget = self._budget if kind == "retry" and _server_failure(outcome) else None
+        if budget is not None:
+            budget.on_failure()  # every server failure counts, the last attempt's too
         action = retrying.iter(state)
         if not isinstance(action, tenacity.DoSleep):
+            return None
+        if budget is not None and not budget.allows_retry():
+            self._throttled = True
             return None
         delay = float(action)
         state.prepare_for_next_attempt()

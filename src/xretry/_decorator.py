@@ -67,6 +67,7 @@ class _Retrier:
             hooks=self.hooks,
             secrets=request_secrets(request) if request is not None else [],
             gate=self.gate,
+            budget=None if self.gate is None else self.gate.budget,
         )
 
     def admit(self) -> None:

@@ -15,8 +15,8 @@ adaptive retry mode, from three signals, best first:
   itself, and the gate paces at ``backoff`` times it;
 * while 429s keep coming (a saturation episode), what gets through *is* the server's limit: the
   rate becomes the successes per second measured since the episode began (over the last second
-  at most), times ``backoff``; measured once the episode is a quarter second old and at most every
-  quarter second, so the 429s of requests already in flight count as one signal;
+  at most, never across a cooldown), times ``backoff``; measured once the episode is 0.15 s old and
+  at most every 0.15 s, so the 429s of requests already in flight count as one signal;
 * on each success the rate grows by ``probe`` (a fraction ``probe`` of itself per second), so
   capacity freed up is found again, and the next overshoot re-measures the limit.
 
@@ -151,6 +151,8 @@ class GateState:
     #: grows past it while it is fresh (told within ``_TOLD_FOR`` seconds).
     ceiling: float | None = None
     told_at: float = -1e18
+    #: The end of the last cooldown: nothing is measured across it.
+    cooled_until: float = -1e18
 
     def reserve(self, settings: GateSettings, now: float) -> float:
         """Claim the next slot: seconds to wait before sending; or, negative, seconds after which
@@ -174,12 +176,14 @@ class GateState:
             if slow:  # the slow-start rate of the slot's own time
                 rate = self._slow_rate(at)
             horizon = settings.horizon
-            if horizon is not None and at - free > horizon:
+            if horizon is not None and at - free > horizon + _EPSILON:
                 # Too far back in the queue to book: come back later. Each caller gets its own
-                # time, 1 / rate after the previous one's, so they don't all return at once.
+                # time, 1 / rate (of that time, in slow start) after the previous one's, so they
+                # don't all return at once.
                 self.outstanding -= 1
                 back = max(at - horizon, self.come_back_at)
-                self.come_back_at = back + 1.0 / (rate if rate is not None else _SLOW_RATE)
+                spacing = rate if not slow else self._slow_rate(back + horizon)
+                self.come_back_at = back + 1.0 / (spacing if spacing is not None else _SLOW_RATE)
                 back -= now
                 return -(back if back < settings.max_wait else settings.max_wait)
             if rate is not None:
@@ -294,17 +298,23 @@ class GateState:
             until = now + min(wait, settings.max_wait)
             if until > self.cooldown_until:
                 self.cooldown_until = until
+                self.cooled_until = until
         if self.saturated_since is None:
             self.saturated_since = now
         since = self.saturated_since
         if now - since < _MIN_SPAN or now - self.last_decrease < _MIN_SPAN:
             return  # too early to measure; 429s of requests already in flight are one signal
-        # While saturated, what gets through *is* the limit: measure it over the episode.
-        start = max(since, now - _WINDOW)
+        # While saturated, what gets through *is* the limit: measure it over the episode, but
+        # not over a cooldown, when nothing was sent at all.
+        start = max(since, now - _WINDOW, min(self.cooled_until, now))
+        if now - start < _MIN_SPAN:
+            return
         got = sum(1 for t in self.successes if t >= start)
         if got == 0 and self.rate is None:
             return  # nothing got through at all: no measurement yet, the 429'd back off
         measured = got / (now - start)
+        if got == 0 and self.rate is not None:
+            measured = self.rate / 2.0  # nothing through: halve (a multiplicative decrease)
         current = measured if self.rate is None else min(self.rate, measured)
         self.rate = max(current * settings.backoff, settings.min_rate)
         self.slow = False
@@ -365,6 +375,8 @@ class MemoryGateBackend:
 
 #: Successes are counted over this many seconds.
 _WINDOW = 1.0
+#: Float slack when comparing times (a slot exactly at the horizon is booked, not deferred).
+_EPSILON = 1e-9
 #: A 429 episode must last this long before it is measured; decreases are this far apart.
 _MIN_SPAN = 0.15
 #: Seconds without a 429 that end a saturation episode.
@@ -449,7 +461,8 @@ class Gate:
     @property
     def rate(self) -> float | None:
         """The learned rate in requests per second, or ``None`` while unpaced."""
-        return self._backend.rate
+        rate = self._backend.rate
+        return self.settings.rate if rate is None else rate
 
     @property
     def rate_limited(self) -> int:

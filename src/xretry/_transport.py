@@ -178,6 +178,8 @@ class _Driver(Generic[T]):
             replayable=replayable,
             poll=self._poll_for(request, policy),
             gate=self._gate,
+            # A deferred result is paid for: its polls are never throttled by a retry budget.
+            budget=None if self._gate is None or _polls(request) else self._gate.budget,
         )
 
     def _poll_for(self, request: Any, policy: RetryPolicy) -> PollPolicy | None:
@@ -200,10 +202,11 @@ class _Driver(Generic[T]):
         return self._poll
 
     def _admit(self, request: Any) -> None:
-        """Refuse a call before sending while a fail-fast retry budget is exhausted."""
+        """Refuse a call before sending while a fail-fast retry budget is exhausted (never the
+        poll of a deferred completion: that result is paid for)."""
         assert self._gate is not None
         budget = self._gate.budget
-        if budget is not None and not budget.admit():
+        if budget is not None and not _polls(request) and not budget.admit():
             raise RetryBudgetExhaustedError(display_url(request), budget.describe())
 
     @staticmethod
