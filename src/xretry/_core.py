@@ -381,7 +381,7 @@ class RetryCall:
         if deadline is None:
             return False
         remaining = self.remaining()
-        if remaining is None or remaining > min(0.05, deadline * 0.01):
+        if remaining is None or remaining > min(0.25, deadline * 0.05):
             return False
         if self._records:  # the retry planned after the last outcome will not happen
             self._records.pop()

@@ -93,6 +93,8 @@ class _Retrier:
             wait, rate = signals(status, headers, now=time.time())
         except Exception:  # a foreign response object with odd headers: nothing to learn
             wait = rate = None
+        if wait is not None and wait > self.policy.max_retry_after:
+            wait = None  # reported at once, not waited on: nor should the next calls wait it out
         return decision, status, wait, rate
 
     def judge(self, exc: Exception, call: RetryCall) -> Decision:
@@ -134,7 +136,9 @@ def _sync(
             start = retrier.clock()
             retrier.admit()
             if retrier.gate is not None:
-                pass_gate(retrier.gate, pause, None)
+                pass_gate(
+                    retrier.gate, pause, None, limit=retrier.policy.deadline, what=retrier.name
+                )
             try:
                 result = func(*args, **kwargs)
             except Exception as exc:
@@ -187,7 +191,9 @@ def _async(
             start = retrier.clock()
             retrier.admit()
             if retrier.gate is not None:
-                await apass_gate(retrier.gate, pause, None)
+                await apass_gate(
+                    retrier.gate, pause, None, limit=retrier.policy.deadline, what=retrier.name
+                )
             try:
                 result = await func(*args, **kwargs)
             except Exception as exc:

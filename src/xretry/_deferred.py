@@ -155,6 +155,8 @@ class _Poller:
     ) -> None:
         if poll is not None and not isinstance(poll, PollPolicy):
             raise ValueError(f"poll must be a PollPolicy, got {type(poll).__name__}")
+        if policy is not None and not isinstance(policy, RetryPolicy):
+            raise ValueError(f"policy must be a RetryPolicy, got {type(policy).__name__}")
         self.client = client
         self.poll = PollPolicy() if poll is None else poll
         self.store = _as_store(store)

@@ -16,6 +16,7 @@
           ├── QuotaExhaustedError         429 for spent credits (never retried)
           └── ServerError                 5xx
      RetryBudgetExhaustedError           not sent: the server is failing (fail-fast budget)
+     GateTimeoutError                    not sent: the gate's wait is longer than the deadline
      DeferredError                       request_id
       ├── DeferredTimeoutError            still not ready when the poll timeout ran out
       ├── DeferredNotFoundError           unknown, expired (24 h) or already fetched id
@@ -41,6 +42,7 @@ __all__ = [
     "DeferredNotFoundError",
     "DeferredResultError",
     "DeferredTimeoutError",
+    "GateTimeoutError",
     "InvalidAPIKeyError",
     "MethodNotAllowedError",
     "NotFoundError",
@@ -165,6 +167,28 @@ class RetryBudgetExhaustedError(XRetryError):
             "without fail_fast."
         )
         super().__init__(f"{url}: not sent, {reason}. {self.hint}")
+
+
+class GateTimeoutError(XRetryError):
+    """A call not sent: its gate would hold it longer than its deadline (or poll timeout) allows.
+
+    The gate holds requests after a 429 (the server's cooldown) and paces them under the rate
+    limit; when that wait is longer than the call may take, failing now beats failing later.
+    Nothing was sent, so nothing was billed.
+    """
+
+    def __init__(self, url: str, *, wait: float, limit: float) -> None:
+        self.url = url
+        self.wait = wait
+        self.limit = limit
+        self.hint = (
+            "The rate limit is saturated: retry later, raise the deadline, or spread the calls "
+            "out. See https://console.x.ai for your limits."
+        )
+        super().__init__(
+            f"{url}: not sent, the rate-limit gate holds requests for {wait:.3g}s, longer than "
+            f"the call's deadline of {limit:g}s. {self.hint}"
+        )
 
 
 class DeferredError(XRetryError):

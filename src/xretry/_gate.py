@@ -38,10 +38,11 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from . import _testing
 from ._budget import RetryBudget
+from ._errors import GateTimeoutError, display_url
 from ._headers import refill_rate, shared_wait
 
 if TYPE_CHECKING:
@@ -520,30 +521,61 @@ def own_gate(gate: Gate | bool | None, clock: Callable[[], float]) -> Gate | Non
     return gate
 
 
-def pass_gate(gate: Gate, pause: Callable[[float], None], call: RetryCall | None) -> None:
-    """Wait at the gate until a slot is booked, then until it comes (capped by the deadline)."""
+def pass_gate(
+    gate: Gate,
+    pause: Callable[[float], None],
+    call: RetryCall | None,
+    *,
+    limit: float | None = None,
+    what: Any = None,
+) -> None:
+    """Wait at the gate until a slot is booked, then until it comes.
+
+    Before a retry (``call``), every wait is capped by what the deadline leaves, and the call's
+    ``expired()`` check ends it. Before a first attempt, a wait longer than ``limit`` (the call's
+    deadline) raises :class:`GateTimeoutError` at once, ``what`` (the request) naming the call.
+    """
+    waited = 0.0
     wait = gate.reserve()
     while wait < 0:
+        _check_limit(waited - wait, limit, what)
         seconds, deadline_first = _come_back(call, -wait)
         pause(seconds)
         if deadline_first:
             return  # the caller's expired() check ends the call
+        waited += seconds
         wait = gate.reserve()
+    _check_limit(waited + wait, limit, what)
     pause(wait if call is None else call.capped(wait))
 
 
 async def apass_gate(
-    gate: Gate, pause: Callable[[float], Awaitable[None]], call: RetryCall | None
+    gate: Gate,
+    pause: Callable[[float], Awaitable[None]],
+    call: RetryCall | None,
+    *,
+    limit: float | None = None,
+    what: Any = None,
 ) -> None:
     """:func:`pass_gate` for async callers."""
+    waited = 0.0
     wait = await gate.areserve()
     while wait < 0:
+        _check_limit(waited - wait, limit, what)
         seconds, deadline_first = _come_back(call, -wait)
         await pause(seconds)
         if deadline_first:
             return
+        waited += seconds
         wait = await gate.areserve()
+    _check_limit(waited + wait, limit, what)
     await pause(wait if call is None else call.capped(wait))
+
+
+def _check_limit(wait: float, limit: float | None, what: Any) -> None:
+    if limit is not None and wait >= limit:
+        url = what if isinstance(what, str) else display_url(what)
+        raise GateTimeoutError(url, wait=wait, limit=limit)
 
 
 def _come_back(call: RetryCall | None, wait: float) -> tuple[float, bool]:

@@ -101,7 +101,12 @@ def as_hooks(hooks: Iterable[RetryHook] | None) -> tuple[RetryHook, ...]:
     """Validate and freeze a user's hooks argument."""
     if hooks is None:
         return ()
-    frozen = tuple(hooks)
+    try:
+        frozen = tuple(hooks)
+    except TypeError:
+        raise ValueError(
+            f"hooks must be a list of callables taking a RetryEvent, got {hooks!r}"
+        ) from None
     for hook in frozen:
         if not callable(hook):
             raise ValueError(f"hooks must be callables taking a RetryEvent, got {hook!r}")

@@ -111,11 +111,15 @@ class _Driver(Generic[T]):
         """The gate every request passes (shared cooldown, adaptive pacing), or ``None``."""
         return self._gate
 
-    def _prepare(self, request: Any) -> tuple[RetryPolicy, bool, dict[str, Any] | None] | None:
-        """Per-request policy, replayability and the caller's timeouts; ``None``: step aside.
+    def _prepare(
+        self, request: Any
+    ) -> tuple[RetryPolicy, bool, dict[str, Any] | None, PollPolicy | None] | None:
+        """Per-request policy, replayability, the caller's timeouts and the polling schedule;
+        ``None``: step aside.
 
-        Runs before the first send. With a deadline, the first attempt's timeouts are capped here
-        (one dict write), so even that path builds no retry state until something fails.
+        Runs before the first send, so a bad per-request override fails before anything is sent.
+        With a deadline (the poll timeout, for a poll), the first attempt's timeouts are capped
+        here (one dict write), so even that path builds no retry state until something fails.
         """
         policy = self._policy
         if (override := request.extensions.get("xretry")) is not None:
@@ -134,12 +138,14 @@ class _Driver(Generic[T]):
         # Decided before sending: a transport may buffer a one-shot body while sending it.
         stream = request.stream
         replayable = isinstance(stream, self._buffered) or _replayable_other(self, stream)
+        poll = self._poll_for(request, policy)
+        limit = policy.deadline if poll is None else poll.timeout
         timeouts = None
-        if policy.deadline is not None:
+        if limit is not None:
             given = request.extensions.get("timeout")
             timeouts = given if isinstance(given, dict) else {}  # read only, never mutated
-            request.extensions["timeout"] = _capped(timeouts, policy.deadline)
-        return policy, replayable, timeouts
+            request.extensions["timeout"] = _capped(timeouts, limit)
+        return policy, replayable, timeouts, poll
 
     def _check_sdk_retries(self, request: Any) -> None:
         if self._warned:
@@ -162,6 +168,7 @@ class _Driver(Generic[T]):
         start: float,
         replayable: bool,
         timeouts: dict[str, Any] | None,
+        poll: PollPolicy | None,
     ) -> RetryCall:
         if timeouts is None:
             given = request.extensions.get("timeout")
@@ -176,7 +183,7 @@ class _Driver(Generic[T]):
             secrets=request_secrets(request),
             timeouts=timeouts,
             replayable=replayable,
-            poll=self._poll_for(request, policy),
+            poll=poll,
             gate=self._gate,
             # A deferred result is paid for: its polls are never throttled by a retry budget.
             budget=None if self._gate is None or _polls(request) else self._gate.budget,
@@ -234,6 +241,11 @@ class _Driver(Generic[T]):
         return f"{type(self).__name__}(transport={self._transport!r}, policy={self._policy!r})"
 
 
+def _limit(policy: RetryPolicy, poll: PollPolicy | None) -> float | None:
+    """How long a call may take: the poll timeout for a poll, else the policy's deadline."""
+    return policy.deadline if poll is None else poll.timeout
+
+
 def _told_rate(headers: Any, policy: RetryPolicy) -> float | None:
     """The refill rate a success's ``x-ratelimit-*`` headers imply (for the gate), if any."""
     if not policy.respect_retry_after or "x-ratelimit-limit-requests" not in headers:
@@ -244,7 +256,10 @@ def _told_rate(headers: Any, policy: RetryPolicy) -> float | None:
 def _gate_signals(response: Any, call: RetryCall) -> tuple[float | None, float | None]:
     if not call.policy.respect_retry_after:
         return None, None
-    return signals(response.status_code, response.headers, now=time.time())
+    wait, rate = signals(response.status_code, response.headers, now=time.time())
+    if wait is not None and wait > call.policy.max_retry_after:
+        wait = None  # reported at once, not waited on: nor should the next calls wait it out
+    return wait, rate
 
 
 def _polls(request: Any) -> bool:
@@ -329,12 +344,12 @@ class SyncDriver(_Driver[Any]):
         prepared = self._prepare(request)
         if prepared is None:
             return self._transport.handle_request(request)
-        policy, replayable, timeouts = prepared
+        policy, replayable, timeouts, poll = prepared
         start = self._clock()
         gate = self._gate
         if gate is not None:
             self._admit(request)
-            pass_gate(gate, self._pause, None)
+            pass_gate(gate, self._pause, None, limit=_limit(policy, poll), what=request)
         first: Any
         try:
             first = self._transport.handle_request(request)
@@ -348,7 +363,7 @@ class SyncDriver(_Driver[Any]):
                     gate.observe(status, rate=_told_rate(first.headers, policy))
                 first.extensions["xretry"] = first_try_history(status)
                 return first
-        return self._retry(request, policy, start, replayable, timeouts, first)
+        return self._retry(request, policy, start, replayable, timeouts, poll, first)
 
     def _pause(self, seconds: float) -> None:
         if seconds > 0 and should_sleep(seconds):
@@ -361,9 +376,10 @@ class SyncDriver(_Driver[Any]):
         start: float,
         replayable: bool,
         timeouts: dict[str, Any] | None,
+        poll: PollPolicy | None,
         first: Any,
     ) -> Any:
-        call = self._open(request, policy, start, replayable, timeouts)
+        call = self._open(request, policy, start, replayable, timeouts, poll)
         outcome, decision = self._judge(request, call, first)
         while decision.verdict is Verdict.RETRY or decision.verdict is Verdict.POLL:
             delay = call.next_delay(outcome, decision)
@@ -446,12 +462,12 @@ class AsyncDriver(_Driver[Any]):
         prepared = self._prepare(request)
         if prepared is None:
             return await self._transport.handle_async_request(request)
-        policy, replayable, timeouts = prepared
+        policy, replayable, timeouts, poll = prepared
         start = self._clock()
         gate = self._gate
         if gate is not None:
             self._admit(request)
-            await apass_gate(gate, self._pause, None)
+            await apass_gate(gate, self._pause, None, limit=_limit(policy, poll), what=request)
         first: Any
         try:
             first = await self._transport.handle_async_request(request)
@@ -464,7 +480,7 @@ class AsyncDriver(_Driver[Any]):
                     await gate.aobserve(status, rate=_told_rate(first.headers, policy))
                 first.extensions["xretry"] = first_try_history(status)
                 return first
-        return await self._retry(request, policy, start, replayable, timeouts, first)
+        return await self._retry(request, policy, start, replayable, timeouts, poll, first)
 
     async def _pause(self, seconds: float) -> None:
         if seconds > 0 and should_sleep(seconds):
@@ -477,9 +493,10 @@ class AsyncDriver(_Driver[Any]):
         start: float,
         replayable: bool,
         timeouts: dict[str, Any] | None,
+        poll: PollPolicy | None,
         first: Any,
     ) -> Any:
-        call = self._open(request, policy, start, replayable, timeouts)
+        call = self._open(request, policy, start, replayable, timeouts, poll)
         outcome, decision = await self._judge(request, call, first)
         while decision.verdict is Verdict.RETRY or decision.verdict is Verdict.POLL:
             delay = call.next_delay(outcome, decision)
