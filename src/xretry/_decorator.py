@@ -27,7 +27,7 @@ from ._errors import RetryBudgetExhaustedError, display_url, request_secrets
 from ._gate import Gate, apass_gate, own_gate, pass_gate, signals
 from ._hooks import RetryHook, as_hooks
 from ._policy import RetryPolicy
-from ._transport import OUTER_CALL
+from ._transport import OUTER_CALL, _gate_status
 
 __all__ = ["retry"]
 
@@ -101,14 +101,14 @@ class _Retrier:
         decision, status, wait, rate = self.classify(exc)
         if self.gate is None:
             return decision
-        self.gate.observe(status, wait=wait, rate=rate)
+        self.gate.observe(_gate_status(status, decision), wait=wait, rate=rate)
         return call.gated(decision, status, wait)
 
     async def ajudge(self, exc: Exception, call: RetryCall) -> Decision:
         decision, status, wait, rate = self.classify(exc)
         if self.gate is None:
             return decision
-        await self.gate.aobserve(status, wait=wait, rate=rate)
+        await self.gate.aobserve(_gate_status(status, decision), wait=wait, rate=rate)
         return call.gated(decision, status, wait)
 
     def success(self) -> None:

@@ -207,13 +207,14 @@ class _Poller:
         try:
             request_id = json.loads(response.content)["request_id"]
         except (ValueError, KeyError, TypeError) as exc:
-            echoed = redact(repr(response.content[:200]), _secrets_of(response))
+            echoed = _masked(response.content, _secrets_of(response), 200)
             raise XRetryError(
                 f"the deferred submission was accepted ({response.status_code}) but the answer "
                 f"has no request_id: {echoed}"
             ) from exc
         if not isinstance(request_id, str) or not request_id:
-            raise XRetryError(f"the deferred submission returned a bad request_id: {request_id!r}")
+            shown = redact(repr(request_id), _secrets_of(response))[:200]
+            raise XRetryError(f"the deferred submission returned a bad request_id: {shown}")
         if self.store is not None:
             self.store.add(request_id)
         return request_id
@@ -253,7 +254,7 @@ class _Poller:
                     raise ValueError("not a JSON object")
             except (ValueError, RecursionError) as exc:
                 if self.store is not None:  # never the key, even one the server echoed
-                    echoed = redact(repr(body[:2000]), _secrets_of(response))
+                    echoed = _masked(body, _secrets_of(response), 2000)
                     self.store.fail(request_id, f"unusable body: {echoed}")
                 raise DeferredResultError(request_id, body=body, reason=str(exc)) from None
             if self.store is not None:
@@ -703,3 +704,11 @@ class _Batch:
 def _secrets_of(response: Any) -> list[str]:
     request = request_of(response)
     return [] if request is None else request_secrets(request)
+
+
+def _masked(body: bytes, secrets: list[str], limit: int) -> str:
+    """A body for a message: masked first, then cut (a cut first could split a key in two).
+
+    Only the start is read: its repr is at least as long as the bytes, so nothing past
+    ``limit`` bytes can reach the first ``limit`` characters."""
+    return redact(repr(body[: limit + 512]), secrets)[:limit]

@@ -182,9 +182,15 @@ class GateState:
                 # time, 1 / rate (of that time, in slow start) after the previous one's, so they
                 # don't all return at once.
                 self.outstanding -= 1
+                self.paced_at = now
                 back = max(at - horizon, self.come_back_at)
                 spacing = rate if not slow else self._slow_rate(back + horizon)
-                self.come_back_at = back + 1.0 / (spacing if spacing is not None else _SLOW_RATE)
+                # Capped: callers that never come back (a deadline, a cancellation) must not
+                # push everyone after them ever further back.
+                self.come_back_at = min(
+                    back + 1.0 / (spacing if spacing is not None else _SLOW_RATE),
+                    at - horizon + _SPREAD,
+                )
                 back -= now
                 return -(back if back < settings.max_wait else settings.max_wait)
             if rate is not None:
@@ -228,8 +234,10 @@ class GateState:
             if (
                 self.rate is not None
                 and now >= self.cooldown_until
-                and now - self.paced_at < _WINDOW
+                and now - self.paced_at < _PACED_FOR
             ):
+                # Pacing is what holds the requests back (it made someone wait lately: with LLM
+                # latency, the responses come seconds after their slots).
                 self._grow(settings, now)
 
     def _grow(self, settings: GateSettings, now: float) -> None:
@@ -378,6 +386,11 @@ class MemoryGateBackend:
 _WINDOW = 1.0
 #: Float slack when comparing times (a slot exactly at the horizon is booked, not deferred).
 _EPSILON = 1e-9
+#: Callers told to come back are spread over at most this many seconds past their slot.
+_SPREAD = 1.0
+#: The rate grows on a success while pacing made someone wait within this many seconds: long
+#: enough for an LLM's latency, short enough that an idle rate does not creep up for long.
+_PACED_FOR = 10.0
 #: A 429 episode must last this long before it is measured; decreases are this far apart.
 _MIN_SPAN = 0.15
 #: Seconds without a 429 that end a saturation episode.

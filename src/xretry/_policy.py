@@ -41,7 +41,7 @@ def _finite(name: str, value: object, *, minimum: float = 0.0, strict: bool = Fa
         number = float(value)
     except OverflowError:  # an int beyond any float: as good as infinite
         raise ValueError(
-            f"{name} must be finite, got an integer of {len(str(value))} digits"
+            f"{name} must be finite, got an integer of {int(value).bit_length()} bits"
         ) from None
     if not math.isfinite(number):
         raise ValueError(f"{name} must be finite, got {value!r}")

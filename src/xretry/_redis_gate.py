@@ -10,7 +10,7 @@ one optimistic transaction on it, in three round trips::
     MULTI  SET key <json> PX <ttl>  EXEC  fails if another process wrote the key meanwhile
 
 A transaction that lost the race (``WatchError``) is run again on the fresh state, after a short
-random pause; after ``_MAX_CONFLICTS`` losses in a row the call raises ``RuntimeError``. Calls
+random pause; after ``_MAX_CONFLICTS`` losses in a row the gate opens, as when Redis is down. Calls
 from one process take turns (a thread lock, or an ``asyncio.Lock`` per event loop), so races are
 between processes only. The clock is the Redis server's ``TIME``: hosts whose clocks disagree
 still agree on when a cooldown ends.
@@ -26,8 +26,7 @@ works again logs ``INFO`` and the gate is shared again.
 Errors raised (to the caller, not opened)::
 
     TypeError      a sync call on a redis.asyncio client (pass a redis.Redis: it serves both)
-    RuntimeError   a redis.asyncio client used outside asyncio (trio: pass a redis.Redis);
-                   the transaction lost to other processes _MAX_CONFLICTS times in a row
+    RuntimeError   a redis.asyncio client used outside asyncio (trio: pass a redis.Redis)
     ValueError     a bad key or ttl (at construction)
 """
 
@@ -41,7 +40,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import anyio.to_thread
@@ -55,6 +54,7 @@ except ImportError as exc:  # pragma: no cover - only without the redis extra
     ) from exc
 
 from ._gate import GateSettings, GateState
+from ._redis_common import check_ttl, where
 
 __all__ = ["RedisGateBackend"]
 
@@ -83,7 +83,7 @@ def _load(raw: bytes | str | None) -> GateState:
     """The state under the key, checked: every field a finite number, a bool or ``None``."""
     try:
         state = GateState.loads(raw)
-    except (ValueError, TypeError, AttributeError) as exc:
+    except (ValueError, TypeError, AttributeError, RecursionError) as exc:
         raise _NotAGateState(f"not a gate's state ({type(exc).__name__})") from exc
     for name in GateState.__slots__:
         value = getattr(state, name)
@@ -92,6 +92,8 @@ def _load(raw: bytes | str | None) -> GateState:
                 continue
             if not isinstance(item, int | float) or not math.isfinite(item):
                 raise _NotAGateState(f"not a gate's state (field {name!r})")
+    if state.rate is not None and not state.rate > 0:
+        raise _NotAGateState("not a gate's state (field 'rate')")
     return state
 
 
@@ -104,21 +106,6 @@ def _seconds(server_time: Any) -> float:
 def _conflict_pause(attempt: int) -> float:
     """Full jitter, doubling from ``_CONFLICT_PAUSE``: losers of one race do not meet again."""
     return random.uniform(0.0, min(_CONFLICT_PAUSE_MAX, _CONFLICT_PAUSE * 2.0**attempt))
-
-
-def _where(client: redis.Redis | redis.asyncio.Redis) -> str:
-    """The server's address for messages: scheme, host, port and db, never the credentials."""
-    pool = client.connection_pool
-    kwargs: Mapping[str, Any] = pool.connection_kwargs
-    db = kwargs.get("db", 0)
-    if kwargs.get("path"):
-        return f"unix://{kwargs['path']}?db={db}"
-    if "host" not in kwargs:
-        return f"a {type(pool).__name__}"  # Sentinel and custom pools: the pool knows the host
-    tls = "SSL" in getattr(pool.connection_class, "__name__", "")
-    host = str(kwargs["host"])
-    host = f"[{host}]" if ":" in host else host
-    return f"{'rediss' if tls else 'redis'}://{host}:{kwargs.get('port', 6379)}/{db}"
 
 
 class RedisGateBackend:
@@ -171,20 +158,14 @@ class RedisGateBackend:
             )
         if not isinstance(key, str) or not key:
             raise ValueError(f"key must be a non-empty str, got {key!r}")
-        if ttl is not None and (
-            isinstance(ttl, bool)
-            or not isinstance(ttl, int | float)
-            or not math.isfinite(ttl)
-            or ttl <= 0
-        ):
-            raise ValueError(f"ttl must be a number of seconds > 0, or None, got {ttl!r}")
+        check_ttl(ttl)
         self.client = client
         self.key = key
         self.ttl = ttl
         self._ttl_ms = None if ttl is None else max(1, math.ceil(ttl * 1000))
         self._clock = clock
         self._local_clock = time.monotonic if clock is None else clock
-        self._where = _where(client)
+        self._where = where(client)
         self._lock = threading.Lock()
         self._alocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
             weakref.WeakKeyDictionary()
@@ -264,7 +245,7 @@ class RedisGateBackend:
                     time.sleep(_conflict_pause(attempt))
             except (redis.RedisError, OSError, _NotAGateState) as exc:
                 return self._opened(exc, default)
-        raise self._contended()
+            return self._opened(self._contended(), default)
 
     async def _arun(self, step: Callable[[GateState, float], T], default: T) -> T:
         client = self.client
@@ -292,7 +273,7 @@ class RedisGateBackend:
                     await asyncio.sleep(_conflict_pause(attempt))
             except (redis.RedisError, OSError, _NotAGateState) as exc:
                 return self._opened(exc, default)
-        raise self._contended()
+            return self._opened(self._contended(), default)
 
     def _alock(self) -> asyncio.Lock:
         """This event loop's lock (an ``asyncio.Lock`` must not be shared between loops)."""
@@ -343,6 +324,7 @@ class RedisGateBackend:
         return default
 
     def _contended(self) -> RuntimeError:
+        """Why the gate opened after losing too many races (logged, not raised)."""
         return RuntimeError(
             f"the gate's state in Redis at {self._where} (key {self.key!r}) changed under this "
             f"process {_MAX_CONFLICTS} times in a row: too many processes contend for one key, or "

@@ -39,6 +39,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a test that hides 
         "the Redis deferred store needs the redis package: pip install 'xretry[redis]'"
     ) from exc
 
+from ._redis_common import check_ttl, where
 from ._store import DeferredRecord, State
 
 __all__ = ["RedisDeferredStore"]
@@ -117,21 +118,6 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _where(client: redis.Redis) -> str:
-    """The server's address for messages: scheme, host, port and db, never the credentials."""
-    pool = client.connection_pool
-    kwargs: Mapping[str, Any] = pool.connection_kwargs
-    db = kwargs.get("db", 0)
-    if kwargs.get("path"):
-        return f"unix://{kwargs['path']}?db={db}"
-    if "host" not in kwargs:
-        return f"a {type(pool).__name__}"  # Sentinel and custom pools: the pool knows the host
-    scheme = "rediss" if issubclass(pool.connection_class, redis.SSLConnection) else "redis"
-    host = str(kwargs["host"])
-    host = f"[{host}]" if ":" in host else host
-    return f"{scheme}://{host}:{kwargs.get('port', 6379)}/{db}"
-
-
 class RedisDeferredStore:
     """A :class:`~xretry.DeferredStore` in Redis, shared by workers on any number of hosts.
 
@@ -175,19 +161,13 @@ class RedisDeferredStore:
             )
         if not isinstance(prefix, str) or not prefix:
             raise ValueError(f"prefix must be a non-empty str, got {prefix!r}")
-        if ttl is not None and (
-            isinstance(ttl, bool)
-            or not isinstance(ttl, int | float)
-            or not math.isfinite(ttl)
-            or ttl <= 0
-        ):
-            raise ValueError(f"ttl must be a number of seconds > 0, or None, got {ttl!r}")
+        check_ttl(ttl)
         self.client = client
         self.prefix = prefix
         self.ttl = ttl
         #: The TTL as the scripts take it: milliseconds, 0 for none.
         self._ttl_ms = 0 if ttl is None else max(1, math.ceil(ttl * 1000))
-        self._where = _where(client)
+        self._where = where(client)
         self._pending = f"{prefix}:pending"
         self._unacked = f"{prefix}:unacknowledged"
         self._seq = f"{prefix}:seq"

@@ -208,6 +208,23 @@ class _Driver(Generic[T]):
             return None
         return self._poll
 
+    def _recap(
+        self,
+        request: Any,
+        policy: RetryPolicy,
+        poll: PollPolicy | None,
+        timeouts: dict[str, Any] | None,
+        start: float,
+    ) -> None:
+        """After a wait at the gate, cap the first attempt's timeouts at what the deadline has
+        left (``_prepare`` capped them at all of it)."""
+        limit = _limit(policy, poll)
+        if limit is None:
+            return
+        elapsed = self._clock() - start
+        if elapsed > 0:
+            request.extensions["timeout"] = _capped(timeouts or {}, max(limit - elapsed, 0.001))
+
     def _admit(self, request: Any) -> None:
         """Refuse a call before sending while a fail-fast retry budget is exhausted (never the
         poll of a deferred completion: that result is paid for)."""
@@ -239,6 +256,11 @@ class _Driver(Generic[T]):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(transport={self._transport!r}, policy={self._policy!r})"
+
+
+def _gate_status(status: int | None, decision: Decision) -> int | None:
+    """The status the gate learns from: a 429 for spent credits is no rate limit (``None``)."""
+    return None if status == 429 and decision.verdict is not Verdict.RETRY else status
 
 
 def _limit(policy: RetryPolicy, poll: PollPolicy | None) -> float | None:
@@ -350,6 +372,7 @@ class SyncDriver(_Driver[Any]):
         if gate is not None:
             self._admit(request)
             pass_gate(gate, self._pause, None, limit=_limit(policy, poll), what=request)
+            self._recap(request, policy, poll, timeouts, start)
         first: Any
         try:
             first = self._transport.handle_request(request)
@@ -428,7 +451,7 @@ class SyncDriver(_Driver[Any]):
         if self._gate is not None:
             status = sent.status_code
             wait, rate = _gate_signals(sent, call)
-            self._gate.observe(status, wait=wait, rate=rate)
+            self._gate.observe(_gate_status(status, decision), wait=wait, rate=rate)
             decision = call.gated(decision, status, wait)
         return sent, decision
 
@@ -468,6 +491,7 @@ class AsyncDriver(_Driver[Any]):
         if gate is not None:
             self._admit(request)
             await apass_gate(gate, self._pause, None, limit=_limit(policy, poll), what=request)
+            self._recap(request, policy, poll, timeouts, start)
         first: Any
         try:
             first = await self._transport.handle_async_request(request)
@@ -546,7 +570,7 @@ class AsyncDriver(_Driver[Any]):
         if self._gate is not None:
             status = sent.status_code
             wait, rate = _gate_signals(sent, call)
-            await self._gate.aobserve(status, wait=wait, rate=rate)
+            await self._gate.aobserve(_gate_status(status, decision), wait=wait, rate=rate)
             decision = call.gated(decision, status, wait)
         return sent, decision
 

@@ -466,8 +466,27 @@ def assert_cell(
             assert match in str(outcome.error), f"{match!r} not in {outcome.error}"
     assert outcome.elapsed <= budget + SLACK, f"{outcome!r} took longer than {budget} + {SLACK}"
     assert outcome.leaked == {}, f"file descriptors left open: {outcome.leaked}"
+    assert not _shows_key(outcome), f"the API key shows in {outcome!r}"
     if outcome.health is not None:
         assert outcome.health == 200, f"the client is unusable after the call: {outcome.health!r}"
+
+
+def _shows_key(outcome: Outcome) -> bool:
+    """The canary: the key in the error (message, repr, notes, the chain of causes) or in the
+    returned value's repr and attempt history."""
+    texts: list[str] = []
+    error: BaseException | None = outcome.error
+    seen = 0
+    while error is not None and seen < 10:
+        texts += [str(error), repr(error), *getattr(error, "__notes__", [])]
+        error = error.__cause__ or error.__context__
+        seen += 1
+    value = outcome.value
+    texts.append(repr(value))
+    extensions = getattr(value, "extensions", None)
+    if isinstance(extensions, dict):
+        texts.append(repr(extensions.get("xretry")))
+    return any(KEY in text or KEY[-12:] in text for text in texts)
 
 
 def attempts_in_note(error: BaseException | None) -> int:

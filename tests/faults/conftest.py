@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import Callable, Iterator, Sequence
 
@@ -10,11 +11,36 @@ import pytest
 from xretry.emulator import EmulatorApp, EmulatorServer
 
 from ._emulator import SwappableApp
-from ._harness import MODES, Entry, leaked_fds, open_fds, run
+from ._harness import KEY, MODES, Entry, leaked_fds, open_fds, run
 from ._raw_server import RawServer, Step, ok
 
 Serve = Callable[[Sequence[Step]], RawServer]
 Emulator = Callable[[EmulatorApp], str]
+
+
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+@pytest.fixture(autouse=True)
+def no_key_in_logs() -> Iterator[None]:
+    """The canary: the API key every cell sends appears in no log line of xretry at any level."""
+    logger = logging.getLogger("xretry")
+    handler, level = _Lines(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    leaked = [line for line in handler.lines if KEY in line or KEY[-12:] in line]
+    assert not leaked, f"the API key is in the log: {leaked[:3]}"
 
 
 @pytest.fixture
