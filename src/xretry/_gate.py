@@ -158,11 +158,19 @@ class GateState:
     def reserve(self, settings: GateSettings, now: float) -> float:
         """Claim the next slot: seconds to wait before sending; or, negative, seconds after which
         to ask again (the slot is beyond the horizon: nothing was booked)."""
+        self.outstanding += 1
+        if (  # the common case first: unpaced, no cooldown, no burst
+            self.rate is None
+            and self.seeded
+            and self.cooldown_until <= now
+            and self.next_slot <= now
+            and self.outstanding <= _SLOW_WINDOW
+        ):
+            return 0.0
         if not self.seeded:
             self._seed(settings)
         if self.started is None:
             self.started = now
-        self.outstanding += 1
         at = self.cooldown_until if self.cooldown_until > now else now
         rate = self.rate
         # Slow start paces a burst: more than a few requests outstanding, or a queue already
@@ -364,14 +372,37 @@ class MemoryGateBackend:
         return self.state.limited
 
     def reserve(self, settings: GateSettings) -> float:
+        state, now = self.state, self._clock()
+        if (  # idle (unpaced, no cooldown, no burst): no lock, the count is only a heuristic
+            state.rate is None
+            and state.seeded
+            and state.cooldown_until <= now
+            and state.next_slot <= now
+            and state.outstanding < _SLOW_WINDOW
+        ):
+            state.outstanding += 1
+            return 0.0
         with self._lock:
-            return self.state.reserve(settings, self._clock())
+            return state.reserve(settings, now)
 
     def observe(
         self, settings: GateSettings, status: int | None, wait: float | None, rate: float | None
     ) -> None:
+        state, now = self.state, self._clock()
+        if (  # a success while idle: nothing to learn (GateState.observe's early return)
+            rate is None
+            and status is not None
+            and status < 400
+            and state.rate is None
+            and state.seeded
+            and state.saturated_since is None
+            and now - state.paced_at > _WINDOW
+        ):
+            if state.outstanding > 0:
+                state.outstanding -= 1
+            return
         with self._lock:
-            self.state.observe(settings, self._clock(), status, wait, rate)
+            state.observe(settings, now, status, wait, rate)
 
     async def areserve(self, settings: GateSettings) -> float:
         return self.reserve(settings)
@@ -495,7 +526,7 @@ class Gate:
 
     def _settings_now(self) -> GateSettings:
         # In test mode (xretry.testing.no_wait) no time passes: "come back later" would spin.
-        return self.settings if _testing.active() is None else self._booking_settings
+        return self._booking_settings if _testing.active() is not None else self.settings
 
     def observe(
         self, status_code: int | None, *, wait: float | None = None, rate: float | None = None
@@ -541,15 +572,17 @@ def pass_gate(
     *,
     limit: float | None = None,
     what: Any = None,
+    first: float | None = None,
 ) -> None:
     """Wait at the gate until a slot is booked, then until it comes.
 
     Before a retry (``call``), every wait is capped by what the deadline leaves, and the call's
     ``expired()`` check ends it. Before a first attempt, a wait longer than ``limit`` (the call's
     deadline) raises :class:`GateTimeoutError` at once, ``what`` (the request) naming the call.
+    ``first`` is the answer of a ``reserve()`` the caller already made.
     """
     waited = 0.0
-    wait = gate.reserve()
+    wait = gate.reserve() if first is None else first
     while wait < 0:
         _check_limit(waited - wait, limit, what)
         seconds, deadline_first = _come_back(call, -wait)
@@ -569,10 +602,11 @@ async def apass_gate(
     *,
     limit: float | None = None,
     what: Any = None,
+    first: float | None = None,
 ) -> None:
     """:func:`pass_gate` for async callers."""
     waited = 0.0
-    wait = await gate.areserve()
+    wait = await gate.areserve() if first is None else first
     while wait < 0:
         _check_limit(waited - wait, limit, what)
         seconds, deadline_first = _come_back(call, -wait)

@@ -191,6 +191,8 @@ class _Driver(Generic[T]):
 
     def _poll_for(self, request: Any, policy: RetryPolicy) -> PollPolicy | None:
         """The polling schedule for a deferred-completion GET, or ``None`` (202 is final)."""
+        if request.method != "GET" or b"deferred-completion" not in request.url.raw_path:
+            return None  # the common case, cheaply (the full check follows)
         if not is_deferred_poll(request.method, request.url.path):
             return None
         override = request.extensions.get("xretry.poll")
@@ -370,9 +372,13 @@ class SyncDriver(_Driver[Any]):
         start = self._clock()
         gate = self._gate
         if gate is not None:
-            self._admit(request)
-            pass_gate(gate, self._pause, None, limit=_limit(policy, poll), what=request)
-            self._recap(request, policy, poll, timeouts, start)
+            if gate.budget is not None:
+                self._admit(request)
+            wait = gate.reserve()
+            if wait:  # the common case, 0, costs nothing more
+                limit = _limit(policy, poll)
+                pass_gate(gate, self._pause, None, limit=limit, what=request, first=wait)
+                self._recap(request, policy, poll, timeouts, start)
         first: Any
         try:
             first = self._transport.handle_request(request)
@@ -489,9 +495,13 @@ class AsyncDriver(_Driver[Any]):
         start = self._clock()
         gate = self._gate
         if gate is not None:
-            self._admit(request)
-            await apass_gate(gate, self._pause, None, limit=_limit(policy, poll), what=request)
-            self._recap(request, policy, poll, timeouts, start)
+            if gate.budget is not None:
+                self._admit(request)
+            wait = await gate.areserve()
+            if wait:
+                limit = _limit(policy, poll)
+                await apass_gate(gate, self._pause, None, limit=limit, what=request, first=wait)
+                self._recap(request, policy, poll, timeouts, start)
         first: Any
         try:
             first = await self._transport.handle_async_request(request)
