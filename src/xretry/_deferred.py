@@ -57,7 +57,7 @@ from ._headers import retry_hint
 from ._hooks import RetryHook
 from ._policy import PollPolicy, RetryPolicy
 from ._store import DeferredStore, SQLiteDeferredStore
-from ._transport import OUTER_LOOP, AsyncDriver, SyncDriver
+from ._transport import DEADLINE, OUTER_LOOP, AsyncDriver, SyncDriver
 
 __all__ = ["AsyncDeferredCompletions", "DeferredCompletions", "DeferredOutcome"]
 
@@ -656,6 +656,10 @@ class _Batch:
             stored = poller._stored(job.request_id)
             if stored is None:
                 request = poller._poll_request(job.request_id, False)
+                timeout = self.poll.timeout
+                if timeout is not None:  # this poll's retries end with the job's poll timeout
+                    left = timeout - (self.now() - job.started)
+                    request.extensions[DEADLINE] = max(left, 0.001)
                 # Shielded from the send to the store: a result the server has sent is gone
                 # from it, so leaving the block early must not drop it on the floor.
                 with anyio.CancelScope(shield=True):

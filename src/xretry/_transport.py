@@ -47,7 +47,14 @@ from ._gate import Gate, apass_gate, own_gate, pass_gate, signals
 from ._hooks import RetryHook, as_hooks
 from ._policy import PollPolicy, RetryPolicy
 
-__all__ = ["AsyncDriver", "AsyncRetryTransport", "OUTER_LOOP", "RetryTransport", "SyncDriver"]
+__all__ = [
+    "DEADLINE",
+    "OUTER_LOOP",
+    "AsyncDriver",
+    "AsyncRetryTransport",
+    "RetryTransport",
+    "SyncDriver",
+]
 
 _DEFAULT_POLICY = RetryPolicy()
 logger = logging.getLogger("xretry")
@@ -59,6 +66,9 @@ OUTER_CALL: ContextVar[bool] = ContextVar("xretry_outer_call", default=False)
 #: owns this request's retries. An xretry transport inside then sends it once and steps aside, so
 #: attempts never multiply.
 OUTER_LOOP: Any = type("OuterLoop", (), {"__repr__": lambda self: "xretry.OUTER_LOOP"})()
+#: ``request.extensions[DEADLINE] = seconds``: what an outer loop (``as_completed``) has left for
+#: this request; it caps the policy's deadline, so the request's retries and timeouts end in time.
+DEADLINE = "xretry.deadline"
 _DEFAULT_POLL = PollPolicy()
 
 T = TypeVar("T")
@@ -135,6 +145,9 @@ class _Driver(Generic[T]):
             return None
         if self._armed:
             self._check_sdk_retries(request)
+        bound = request.extensions.get(DEADLINE)
+        if bound is not None and (policy.deadline is None or bound < policy.deadline):
+            policy = policy.replace(deadline=bound)  # an outer loop's time left (as_completed)
         # Decided before sending: a transport may buffer a one-shot body while sending it.
         stream = request.stream
         replayable = isinstance(stream, self._buffered) or _replayable_other(self, stream)

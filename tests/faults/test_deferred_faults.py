@@ -149,23 +149,12 @@ def test_result_lost_in_transit(entry: Entry, serve: Serve) -> None:
     assert server.requests == 2
 
 
-POLL_CAP = (
-    "DEFECT: as_completed dispatches each poll with polling off at the transport and shielded "
-    "from cancellation, so the job's poll timeout does not cap the poll's httpx timeouts: a "
-    "server that accepts and never answers holds it max_attempts x the client's timeout"
-)
-
-
 @pytest.mark.parametrize(
     "entry",
     [
         pytest.param(Entry("transport", "httpx", "sync", "GET"), id="transport-GET-httpx-sync"),
         pytest.param(Entry("wait", "httpx2", "trio"), id="wait-httpx2-trio"),
-        pytest.param(
-            Entry("as_completed", "httpx", "asyncio"),
-            id="as_completed-httpx-asyncio",
-            marks=pytest.mark.xfail(strict=True, reason=POLL_CAP),
-        ),
+        pytest.param(Entry("as_completed", "httpx", "asyncio"), id="as_completed-httpx-asyncio"),
     ],
 )
 def test_poll_timeout_caps_a_silent_server(entry: Entry, serve: Serve) -> None:
