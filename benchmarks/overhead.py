@@ -7,6 +7,7 @@ are client + retry machinery only, with no network and no sleeping:
 1. ``bare``           ``httpx.Client(transport=MockTransport(handler))``
 2. ``xretry``         ``httpx.Client(transport=xretry.RetryTransport(MockTransport(handler)))``
    ``xretry deadline`` the same with ``RetryPolicy(deadline=120)`` (timeouts capped per request)
+   ``xretry no gate``  the same with ``gate=False`` (what the default gate costs)
 3. ``httpx-retries``  ``httpx.Client(transport=httpx_retries.RetryTransport(transport=...))``
 4. ``tenacity``       a ``tenacity.Retrying(...)`` built per call around the bare client's ``get``
                       (``for attempt in Retrying(...): with attempt: ...``, as users write it)
@@ -85,11 +86,12 @@ class Contender:
 
 
 def build_contenders() -> list[Contender]:
-    """The six contenders; ``tenacity`` and ``stamina`` share the bare client."""
+    """The seven contenders; ``tenacity`` and ``stamina`` share the bare client."""
     stamina.instrumentation.set_on_retry_hooks([])  # no logging/metrics hooks, should one fire
 
     bare = _client(httpx.MockTransport(handler))
     with_xretry = _client(xretry.RetryTransport(httpx.MockTransport(handler)))
+    without_gate = _client(xretry.RetryTransport(httpx.MockTransport(handler), gate=False))
     with_deadline = _client(
         xretry.RetryTransport(
             httpx.MockTransport(handler), policy=xretry.RetryPolicy(deadline=120.0)
@@ -138,6 +140,12 @@ def build_contenders() -> list[Contender]:
     return [
         Contender(BASELINE, "httpx.Client over MockTransport", through(bare), bare),
         Contender("xretry", "xretry.RetryTransport", through(with_xretry), with_xretry),
+        Contender(
+            "xretry no gate",
+            "xretry.RetryTransport(gate=False)",
+            through(without_gate),
+            without_gate,
+        ),
         Contender(
             "xretry deadline",
             "xretry.RetryTransport, RetryPolicy(deadline=120)",
