@@ -1,14 +1,18 @@
-"""What every benchmark prints about itself: the versions measured and the source's git state."""
+"""What every benchmark says about itself: the versions measured, the source's git state, and
+the opening of its JSON results."""
 
 from __future__ import annotations
 
+import json
 import platform
 import subprocess
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
-__all__ = ["print_header", "source_state", "versions"]
+__all__ = ["print_header", "source_state", "versions", "write_results"]
 
 
 def versions(packages: Iterable[str]) -> dict[str, str]:
@@ -50,3 +54,28 @@ def print_header(found: dict[str, str], source: str, command: str) -> None:
     print("versions: " + ", ".join(f"{name} {v}" for name, v in found.items()))
     print(f"source:   xretry at {source}")
     print(f"command:  {command}")
+
+
+def write_results(
+    output: Path,
+    question: str,
+    *,
+    command: str,
+    found: dict[str, str],
+    source: str,
+    **sections: Any,
+) -> None:
+    """Write a benchmark's JSON results: what every report opens with (the question, when, how
+    run, the versions and commit measured, the platform), then its own ``sections``."""
+    report = {
+        "question": question,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": command,
+        "versions": found,
+        "xretry_source": source,
+        "platform": platform.platform(),
+        **sections,
+    }
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(f"results:  {output}")

@@ -67,9 +67,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
-import json
 import multiprocessing
-import platform
 import resource
 import shlex
 import statistics
@@ -78,7 +76,6 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -892,16 +889,14 @@ def main(argv: list[str] | None = None) -> int:
             f"{'met' if pending['vmhwm_kb'] / 1024 < TARGET_RSS_MB else 'MISSED'}"
         )
 
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    report = {
-        "question": "deferred completions: lag, polls and 429s per polling strategy; memory and "
+    _report.write_results(
+        args.output,
+        "deferred completions: lag, polls and 429s per polling strategy; memory and "
         "CPU with many pending jobs",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": command,
-        "versions": found,
-        "xretry_source": source,
-        "platform": platform.platform(),
-        "settings": {
+        command=command,
+        found=found,
+        source=source,
+        settings={
             "jobs": args.jobs,
             "scenario": {**_scenario(args), "ready_after": [args.ready_min, args.ready_max]},
             "concurrency": args.concurrency,
@@ -911,17 +906,15 @@ def main(argv: list[str] | None = None) -> int:
             "quick": args.quick,
             "default_poll_policy": repr(xretry.PollPolicy()),
         },
-        "targets": {
+        targets={
             "lag_mean_s": TARGET_LAG,
             "polls_per_job": TARGET_POLLS,
             "share_429": TARGET_429_SHARE,
             "rss_mb": TARGET_RSS_MB,
         },
-        "strategies": rows,
-        "pending": pending,
-    }
-    args.output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(f"results:  {args.output}")
+        strategies=rows,
+        pending=pending,
+    )
     return 0
 
 

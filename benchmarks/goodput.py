@@ -67,16 +67,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
-import platform
 import shlex
 import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -541,6 +538,23 @@ def evidence(name: str, row: dict[str, Any], seconds: int = 16) -> list[str]:
     return lines
 
 
+def print_mode_tables(
+    results: dict[str, dict[str, dict[str, Any]]], modes: list[str], ideal: float
+) -> None:
+    """One table per header mode, then what the columns mean."""
+    for mode in modes:
+        print()
+        print(f"Header mode {mode!r}: {MODES[mode]}")
+        print(mode_table(results[mode]))
+    print()
+    print(
+        f"of ideal = {ideal:.2f} s / elapsed; 429s/ok = 429s / successes (server-counted); "
+        "requests = all the server saw;\n* = cut off at --max-seconds. targets (+ met, - "
+        f"missed): no failures, >= {TARGET_RATIO:g} of ideal, <= {TARGET_429_PER_SUCCESS:g} "
+        "429s per success."
+    )
+
+
 def versions() -> dict[str, str]:
     return _report.versions(
         ("xretry", "httpx", "httpx2", "httpx-retries", "tenacity", "stamina", "openai", "uvicorn")
@@ -628,17 +642,7 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
 
-    for mode in modes:
-        print()
-        print(f"Header mode {mode!r}: {MODES[mode]}")
-        print(mode_table(results[mode]))
-    print()
-    print(
-        f"of ideal = {ideal:.2f} s / elapsed; 429s/ok = 429s / successes (server-counted); "
-        "requests = all the server saw;\n* = cut off at --max-seconds. targets (+ met, - "
-        f"missed): no failures, >= {TARGET_RATIO:g} of ideal, <= {TARGET_429_PER_SUCCESS:g} "
-        "429s per success."
-    )
+    print_mode_tables(results, modes, ideal)
     print()
     print(
         f"Summary ({args.calls} calls, {args.concurrency} at a time, {args.rate_limit:g} req/s, "
@@ -667,16 +671,14 @@ def main(argv: list[str] | None = None) -> int:
         print("targets for xretry with its defaults:")
         print("\n".join(verdicts))
 
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    report = {
-        "question": "goodput under a rate limit: share of the ideal time, failures and 429s per "
+    _report.write_results(
+        args.output,
+        "goodput under a rate limit: share of the ideal time, failures and 429s per "
         "retry library, in three header modes",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": command,
-        "versions": found,
-        "xretry_source": source,
-        "platform": platform.platform(),
-        "settings": {
+        command=command,
+        found=found,
+        source=source,
+        settings={
             "calls": args.calls,
             "concurrency": args.concurrency,
             "rate_limit": args.rate_limit,
@@ -688,20 +690,18 @@ def main(argv: list[str] | None = None) -> int:
             "sample_every_s": SAMPLE_EVERY,
             "default_retry_policy": repr(xretry.RetryPolicy()),
         },
-        "targets": {
+        targets={
             "failed": 0,
             "ratio_of_ideal": TARGET_RATIO,
             "per_success_429": TARGET_429_PER_SUCCESS,
         },
-        "contenders": {c.name: {"key": c.key, "description": c.description} for c in chosen},
-        "summary": {
+        contenders={c.name: {"key": c.key, "description": c.description} for c in chosen},
+        summary={
             name: {mode: summary_cell(results[mode][name]) for mode in modes}
             for name in (c.name for c in chosen)
         },
-        "results": results,
-    }
-    args.output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(f"results:  {args.output}")
+        results=results,
+    )
     if args.all:  # the rest of issue 6's benchmark, each script with its own defaults
         import goodput_processes
         import outage

@@ -33,10 +33,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import multiprocessing
-import platform
 import shlex
 import shutil
 import socket
@@ -48,7 +46,6 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
@@ -70,7 +67,7 @@ from goodput import (
     _scenario,
     ideal_seconds,
     meets,
-    mode_table,
+    print_mode_tables,
     summary_table,
 )
 
@@ -389,17 +386,7 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
 
-    for mode in modes:
-        print()
-        print(f"Header mode {mode!r}: {MODES[mode]}")
-        print(mode_table(results[mode]))
-    print()
-    print(
-        f"of ideal = {ideal:.2f} s / elapsed; 429s/ok = 429s / successes (server-counted); "
-        "requests = all the server saw;\n* = cut off at --max-seconds. targets (+ met, - "
-        f"missed): no failures, >= {TARGET_RATIO:g} of ideal, <= {TARGET_429_PER_SUCCESS:g} "
-        "429s per success."
-    )
+    print_mode_tables(results, modes, ideal)
     print()
     names = [VARIANTS[v][1] for v in variants]
     print(
@@ -419,16 +406,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"[{per_worker}] req/s{extra}"
             )
 
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    report = {
-        "question": "goodput of processes sharing one rate limit: own in-memory gates, or one "
+    _report.write_results(
+        args.output,
+        "goodput of processes sharing one rate limit: own in-memory gates, or one "
         "gate in Redis, in three header modes",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": command,
-        "versions": found,
-        "xretry_source": source,
-        "platform": platform.platform(),
-        "settings": {
+        command=command,
+        found=found,
+        source=source,
+        settings={
             "calls": args.calls,
             "processes": args.processes,
             "concurrency": args.concurrency,
@@ -439,18 +424,16 @@ def main(argv: list[str] | None = None) -> int:
             "ideal_s": ideal,
             "redis": "given (--redis-url)" if args.redis_url else "started on loopback",
         },
-        "targets": {
+        targets={
             "failed": 0,
             "ratio_of_ideal": TARGET_RATIO,
             "per_success_429": TARGET_429_PER_SUCCESS,
         },
-        "variants": {
+        variants={
             VARIANTS[v][1]: {"key": VARIANTS[v][0], "description": VARIANTS[v][2]} for v in variants
         },
-        "results": results,
-    }
-    args.output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(f"results:  {args.output}")
+        results=results,
+    )
     return 0
 
 

@@ -61,16 +61,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
-import platform
 import shlex
 import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -587,16 +584,14 @@ def main(argv: list[str] | None = None) -> int:
         print("xretry, per call:")
         print("\n".join(extra))
 
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    report = {
-        "question": "extra load in a total outage: server-seen requests per call for each retry "
+    _report.write_results(
+        args.output,
+        "extra load in a total outage: server-seen requests per call for each retry "
         "library, with and without xretry's retry budget, and what happens on recovery",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": command,
-        "versions": found,
-        "xretry_source": source,
-        "platform": platform.platform(),
-        "settings": {
+        command=command,
+        found=found,
+        source=source,
+        settings={
             "calls": args.calls,
             "concurrency": args.concurrency,
             "connections": args.connections,
@@ -610,12 +605,10 @@ def main(argv: list[str] | None = None) -> int:
             "default_retry_policy": repr(xretry.RetryPolicy()),
             "default_retry_budget": repr(xretry.RetryBudget()),
         },
-        "contenders": {c.name: {"key": c.key, "description": c.description} for c in chosen},
-        "table": table(results, args),
-        "results": results,
-    }
-    args.output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(f"results:  {args.output}")
+        contenders={c.name: {"key": c.key, "description": c.description} for c in chosen},
+        table=table(results, args),
+        results=results,
+    )
     return 0
 
 

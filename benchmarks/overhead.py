@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import platform
 import random
 import shlex
@@ -44,7 +43,6 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -314,16 +312,14 @@ def main(argv: list[str] | None = None) -> int:
         f"spread of those ratios; Δ = median per-round difference. Timed for {wall:.1f} s."
     )
 
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    report = {
-        "question": "per-request cost of the success path (200 on the first try) over bare httpx",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": command,
-        "versions": found,
-        "xretry_source": source,
-        "platform": platform.platform(),
-        "implementation": platform.python_implementation(),
-        "settings": {
+    _report.write_results(
+        args.output,
+        "per-request cost of the success path (200 on the first try) over bare httpx",
+        command=command,
+        found=found,
+        source=source,
+        implementation=platform.python_implementation(),
+        settings={
             "rounds": args.rounds,
             "requests": args.requests,
             "warmup": args.warmup,
@@ -332,13 +328,9 @@ def main(argv: list[str] | None = None) -> int:
             "url": URL,
             "response_bytes": len(BODY),
         },
-        "timed_seconds": wall,
-        "contenders": {
-            c.name: {"description": c.description, **summary[c.name]} for c in contenders
-        },
-    }
-    args.output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(f"results:  {args.output}")
+        timed_seconds=wall,
+        contenders={c.name: {"description": c.description, **summary[c.name]} for c in contenders},
+    )
     return 0
 
 
