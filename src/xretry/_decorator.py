@@ -26,7 +26,7 @@ from ._core import RetryCall, should_sleep
 from ._errors import RetryBudgetExhaustedError, display_url, request_secrets
 from ._gate import Gate, apass_gate, own_gate, pass_gate, signals
 from ._hooks import RetryHook, as_hooks
-from ._policy import RetryPolicy
+from ._policy import RetryPolicy, check_policy
 from ._transport import OUTER_CALL, _gate_status
 
 __all__ = ["retry"]
@@ -48,8 +48,7 @@ class _Retrier:
         gate: Gate | Literal[False] | None,
         clock: Callable[[], float] | None,
     ) -> None:
-        if policy is not None and not isinstance(policy, RetryPolicy):
-            raise ValueError(f"policy must be a RetryPolicy, got {type(policy).__name__}")
+        check_policy(policy)
         self.name = f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', func)}"
         self.policy = _DEFAULT_POLICY if policy is None else policy
         self.hooks = as_hooks(hooks)

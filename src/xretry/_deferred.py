@@ -55,7 +55,7 @@ from ._errors import (
 from ._gate import Gate, own_gate
 from ._headers import retry_hint
 from ._hooks import RetryHook
-from ._policy import PollPolicy, RetryPolicy
+from ._policy import PollPolicy, RetryPolicy, check_policy
 from ._store import DeferredStore, SQLiteDeferredStore
 from ._transport import DEADLINE, OUTER_LOOP, AsyncDriver, SyncDriver
 
@@ -155,8 +155,7 @@ class _Poller:
     ) -> None:
         if poll is not None and not isinstance(poll, PollPolicy):
             raise ValueError(f"poll must be a PollPolicy, got {type(poll).__name__}")
-        if policy is not None and not isinstance(policy, RetryPolicy):
-            raise ValueError(f"policy must be a RetryPolicy, got {type(policy).__name__}")
+        check_policy(policy)
         self.client = client
         self.poll = PollPolicy() if poll is None else poll
         self.store = _as_store(store)

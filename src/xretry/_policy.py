@@ -18,6 +18,7 @@ __all__ = [
     "DEFAULT_RETRY_STATUSES",
     "PollPolicy",
     "RetryPolicy",
+    "check_policy",
 ]
 
 #: Statuses that say "the work was not done, try again": 408 (the server timed out waiting for
@@ -240,3 +241,9 @@ def _replace(policy: _Policy, changes: Mapping[str, Any]) -> _Policy:
     if unknown:
         raise ValueError(f"unknown {type(policy).__name__} field(s): {', '.join(unknown)}")
     return dataclasses.replace(policy, **changes)
+
+
+def check_policy(policy: object) -> None:
+    """A ``policy=`` argument is a :class:`RetryPolicy`, or ``None`` for the default."""
+    if policy is not None and not isinstance(policy, RetryPolicy):
+        raise ValueError(f"policy must be a RetryPolicy, got {type(policy).__name__}")

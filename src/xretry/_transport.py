@@ -45,7 +45,7 @@ from ._core import RetryCall, first_try_history, should_sleep
 from ._errors import RetryBudgetExhaustedError, display_url, request_secrets
 from ._gate import Gate, apass_gate, own_gate, pass_gate, signals
 from ._hooks import RetryHook, as_hooks
-from ._policy import PollPolicy, RetryPolicy
+from ._policy import PollPolicy, RetryPolicy, check_policy
 
 __all__ = [
     "DEADLINE",
@@ -92,8 +92,7 @@ class _Driver(Generic[T]):
         hooks: Iterable[RetryHook] | None,
         clock: Callable[[], float] | None,
     ) -> None:
-        if policy is not None and not isinstance(policy, RetryPolicy):
-            raise ValueError(f"policy must be a RetryPolicy, got {type(policy).__name__}")
+        check_policy(policy)
         self._transport = transport
         self._policy = _DEFAULT_POLICY if policy is None else policy
         if poll is not None and poll is not False and not isinstance(poll, PollPolicy):
