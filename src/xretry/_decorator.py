@@ -24,10 +24,10 @@ import anyio
 from ._classify import Decision, Verdict, classify_exception, request_of, response_of
 from ._core import RetryCall, should_sleep
 from ._errors import RetryBudgetExhaustedError, display_url, request_secrets
-from ._gate import Gate, apass_gate, own_gate, pass_gate, signals
+from ._gate import Gate, apass_gate, learned_status, own_gate, pass_gate, signals
 from ._hooks import RetryHook, as_hooks
 from ._policy import RetryPolicy, check_policy
-from ._transport import OUTER_CALL, _gate_status
+from ._transport import OUTER_CALL
 
 __all__ = ["retry"]
 
@@ -86,28 +86,26 @@ class _Retrier:
         response = response_of(exc)
         status = getattr(response, "status_code", None)
         headers = getattr(response, "headers", None)
-        if not isinstance(status, int) or headers is None or not self.policy.respect_retry_after:
+        if not isinstance(status, int) or headers is None:
             return decision, status if isinstance(status, int) else None, None, None
         try:
-            wait, rate = signals(status, headers, now=time.time())
+            wait, rate = signals(status, headers, now=time.time(), policy=self.policy)
         except Exception:  # a foreign response object with odd headers: nothing to learn
             wait = rate = None
-        if wait is not None and wait > self.policy.max_retry_after:
-            wait = None  # reported at once, not waited on: nor should the next calls wait it out
         return decision, status, wait, rate
 
     def judge(self, exc: Exception, call: RetryCall) -> Decision:
         decision, status, wait, rate = self.classify(exc)
         if self.gate is None:
             return decision
-        self.gate.observe(_gate_status(status, decision), wait=wait, rate=rate)
+        self.gate.observe(learned_status(status, decision), wait=wait, rate=rate)
         return call.gated(decision, status, wait)
 
     async def ajudge(self, exc: Exception, call: RetryCall) -> Decision:
         decision, status, wait, rate = self.classify(exc)
         if self.gate is None:
             return decision
-        await self.gate.aobserve(_gate_status(status, decision), wait=wait, rate=rate)
+        await self.gate.aobserve(learned_status(status, decision), wait=wait, rate=rate)
         return call.gated(decision, status, wait)
 
     def success(self) -> None:

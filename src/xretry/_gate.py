@@ -42,8 +42,12 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from . import _testing
 from ._budget import RetryBudget
+from ._classify import Decision, Verdict
 from ._errors import GateTimeoutError, display_url
 from ._headers import refill_rate, shared_wait
+from ._policy import RetryPolicy
+
+_DEFAULT_POLICY = RetryPolicy()
 
 if TYPE_CHECKING:
     from ._core import RetryCall
@@ -55,6 +59,7 @@ __all__ = [
     "GateState",
     "MemoryGateBackend",
     "apass_gate",
+    "learned_status",
     "own_gate",
     "pass_gate",
     "signals",
@@ -110,12 +115,30 @@ class GateBackend(Protocol):
 
 
 def signals(
-    status: int, headers: Mapping[str, str], *, now: float
+    status: int,
+    headers: Mapping[str, str],
+    *,
+    now: float,
+    policy: RetryPolicy = _DEFAULT_POLICY,
 ) -> tuple[float | None, float | None]:
-    """What a response tells a gate: ``(shared wait, refill rate)``, either may be ``None``."""
+    """What a response tells a gate: ``(shared wait, refill rate)``, either may be ``None``.
+
+    Nothing when the policy ignores the server's hints. A wait longer than the policy's
+    ``max_retry_after`` is not shared: the call reports it at once rather than wait on it, and
+    the next calls should not wait it out either.
+    """
+    if not policy.respect_retry_after:
+        return None, None
     wait = shared_wait(headers, now=now) if status == 429 else None
+    if wait is not None and wait > policy.max_retry_after:
+        wait = None
     rate = refill_rate(headers) if "x-ratelimit-limit-requests" in headers else None
     return wait, rate
+
+
+def learned_status(status: int | None, decision: Decision) -> int | None:
+    """The status a gate learns from: a 429 for spent credits is no rate limit (``None``)."""
+    return None if status == 429 and decision.verdict is not Verdict.RETRY else status
 
 
 @dataclass(slots=True)
@@ -158,14 +181,9 @@ class GateState:
     def reserve(self, settings: GateSettings, now: float) -> float:
         """Claim the next slot: seconds to wait before sending; or, negative, seconds after which
         to ask again (the slot is beyond the horizon: nothing was booked)."""
+        idle = self.idle(now)
         self.outstanding += 1
-        if (  # the common case first: unpaced, no cooldown, no burst
-            self.rate is None
-            and self.seeded
-            and self.cooldown_until <= now
-            and self.next_slot <= now
-            and self.outstanding <= _SLOW_WINDOW
-        ):
+        if idle:  # the common case first
             return 0.0
         if not self.seeded:
             self._seed(settings)
@@ -221,6 +239,8 @@ class GateState:
             self._seed(settings)
         if self.outstanding > 0:
             self.outstanding -= 1
+        if self.teaches_nothing(now, status, wait, rate):
+            return
         if rate is not None:  # the server told us its limit: a ceiling, and where to start
             ceiling = max(rate * settings.backoff, settings.min_rate)
             self.ceiling = ceiling
@@ -231,8 +251,6 @@ class GateState:
         if status == 429:
             self._on_limited(settings, now, wait)
         elif status is not None and status < 400:
-            if self.rate is None and self.saturated_since is None and now - self.paced_at > _WINDOW:
-                return  # flowing freely: nothing to measure, nothing to grow
             successes = self.successes
             successes.append(now)
             while successes[0] < now - _WINDOW:
@@ -247,6 +265,31 @@ class GateState:
                 # Pacing is what holds the requests back (it made someone wait lately: with LLM
                 # latency, the responses come seconds after their slots).
                 self._grow(settings, now)
+
+    def idle(self, now: float) -> bool:
+        """Unpaced, no cooldown, no queue, no burst: a reservation now is free."""
+        return (
+            self.rate is None
+            and self.seeded
+            and self.cooldown_until <= now
+            and self.next_slot <= now
+            and self.outstanding < _SLOW_WINDOW
+        )
+
+    def teaches_nothing(
+        self, now: float, status: int | None, wait: float | None, rate: float | None
+    ) -> bool:
+        """A success while flowing freely, with nothing told: nothing to measure or grow."""
+        return (
+            rate is None
+            and wait is None
+            and status is not None
+            and status < 400
+            and self.rate is None
+            and self.seeded
+            and self.saturated_since is None
+            and now - self.paced_at > _WINDOW
+        )
 
     def _grow(self, settings: GateSettings, now: float) -> None:
         """Probe for capacity, one success at a time, never past what the server said it allows.
@@ -373,13 +416,7 @@ class MemoryGateBackend:
 
     def reserve(self, settings: GateSettings) -> float:
         state, now = self.state, self._clock()
-        if (  # idle (unpaced, no cooldown, no burst): no lock, the count is only a heuristic
-            state.rate is None
-            and state.seeded
-            and state.cooldown_until <= now
-            and state.next_slot <= now
-            and state.outstanding < _SLOW_WINDOW
-        ):
+        if state.idle(now):  # no lock: the count of outstanding requests is only a heuristic
             state.outstanding += 1
             return 0.0
         with self._lock:
@@ -389,15 +426,7 @@ class MemoryGateBackend:
         self, settings: GateSettings, status: int | None, wait: float | None, rate: float | None
     ) -> None:
         state, now = self.state, self._clock()
-        if (  # a success while idle: nothing to learn (GateState.observe's early return)
-            rate is None
-            and status is not None
-            and status < 400
-            and state.rate is None
-            and state.seeded
-            and state.saturated_since is None
-            and now - state.paced_at > _WINDOW
-        ):
+        if state.teaches_nothing(now, status, wait, rate):  # no lock, as in reserve()
             if state.outstanding > 0:
                 state.outstanding -= 1
             return

@@ -43,7 +43,7 @@ from ._classify import (
 )
 from ._core import RetryCall, first_try_history, should_sleep
 from ._errors import RetryBudgetExhaustedError, display_url, request_secrets
-from ._gate import Gate, apass_gate, own_gate, pass_gate, signals
+from ._gate import Gate, apass_gate, learned_status, own_gate, pass_gate, signals
 from ._hooks import RetryHook, as_hooks
 from ._policy import PollPolicy, RetryPolicy, check_policy
 
@@ -272,30 +272,9 @@ class _Driver(Generic[T]):
         return f"{type(self).__name__}(transport={self._transport!r}, policy={self._policy!r})"
 
 
-def _gate_status(status: int | None, decision: Decision) -> int | None:
-    """The status the gate learns from: a 429 for spent credits is no rate limit (``None``)."""
-    return None if status == 429 and decision.verdict is not Verdict.RETRY else status
-
-
 def _limit(policy: RetryPolicy, poll: PollPolicy | None) -> float | None:
     """How long a call may take: the poll timeout for a poll, else the policy's deadline."""
     return policy.deadline if poll is None else poll.timeout
-
-
-def _told_rate(headers: Any, policy: RetryPolicy) -> float | None:
-    """The refill rate a success's ``x-ratelimit-*`` headers imply (for the gate), if any."""
-    if not policy.respect_retry_after or "x-ratelimit-limit-requests" not in headers:
-        return None
-    return signals(200, headers, now=0.0)[1]
-
-
-def _gate_signals(response: Any, call: RetryCall) -> tuple[float | None, float | None]:
-    if not call.policy.respect_retry_after:
-        return None, None
-    wait, rate = signals(response.status_code, response.headers, now=time.time())
-    if wait is not None and wait > call.policy.max_retry_after:
-        wait = None  # reported at once, not waited on: nor should the next calls wait it out
-    return wait, rate
 
 
 def _polls(request: Any) -> bool:
@@ -401,7 +380,8 @@ class SyncDriver(_Driver[Any]):
             # The success path: nothing built, nothing read (a 202 only polls on the deferred GET).
             if status < 400 and (status != 202 or not _polls(request)):
                 if gate is not None:
-                    gate.observe(status, rate=_told_rate(first.headers, policy))
+                    told = signals(status, first.headers, now=0.0, policy=policy)[1]
+                    gate.observe(status, rate=told)
                 first.extensions["xretry"] = first_try_history(status)
                 return first
         return self._retry(request, policy, start, replayable, timeouts, poll, first)
@@ -468,8 +448,8 @@ class SyncDriver(_Driver[Any]):
         decision = self._judge_response(request, sent, call, body)
         if self._gate is not None:
             status = sent.status_code
-            wait, rate = _gate_signals(sent, call)
-            self._gate.observe(_gate_status(status, decision), wait=wait, rate=rate)
+            wait, rate = signals(status, sent.headers, now=time.time(), policy=call.policy)
+            self._gate.observe(learned_status(status, decision), wait=wait, rate=rate)
             decision = call.gated(decision, status, wait)
         return sent, decision
 
@@ -523,7 +503,8 @@ class AsyncDriver(_Driver[Any]):
             status = first.status_code
             if status < 400 and (status != 202 or not _polls(request)):
                 if gate is not None:
-                    await gate.aobserve(status, rate=_told_rate(first.headers, policy))
+                    told = signals(status, first.headers, now=0.0, policy=policy)[1]
+                    await gate.aobserve(status, rate=told)
                 first.extensions["xretry"] = first_try_history(status)
                 return first
         return await self._retry(request, policy, start, replayable, timeouts, poll, first)
@@ -591,8 +572,8 @@ class AsyncDriver(_Driver[Any]):
         decision = self._judge_response(request, sent, call, body)
         if self._gate is not None:
             status = sent.status_code
-            wait, rate = _gate_signals(sent, call)
-            await self._gate.aobserve(_gate_status(status, decision), wait=wait, rate=rate)
+            wait, rate = signals(status, sent.headers, now=time.time(), policy=call.policy)
+            await self._gate.aobserve(learned_status(status, decision), wait=wait, rate=rate)
             decision = call.gated(decision, status, wait)
         return sent, decision
 
