@@ -3,9 +3,11 @@ redis-server (see ``_redis.py``)."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -93,13 +95,26 @@ def clock() -> FakeClock:
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """One ``redis-server`` on a free loopback port for the whole session (skips without one)."""
+    with _redis_or_skip(tmp_path_factory.mktemp("redis-server")) as server:
+        yield server
+
+
+@pytest.fixture
+def own_redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A ``redis-server`` of the test's own, to stop halfway through (skips without one)."""
+    with _redis_or_skip(tmp_path) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def _redis_or_skip(directory: Path) -> Iterator[RedisServer]:
     if shutil.which("redis-server") is None:
         pytest.skip(NO_REDIS_SERVER)
     try:
         import redis  # noqa: F401
     except ImportError:
         pytest.skip(NO_REDIS_PACKAGE)
-    with RedisServer(tmp_path_factory.mktemp("redis-server")) as server:
+    with RedisServer(directory) as server:
         yield server
 
 

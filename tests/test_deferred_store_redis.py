@@ -11,7 +11,6 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -314,12 +313,15 @@ def test_the_constructor_checks_its_arguments(redis_client: redis.Redis, redis_u
     assert repr(store) == f"RedisDeferredStore({redis_url!r}, prefix='p')"
 
 
-def test_an_unreachable_server_is_a_connection_error_with_context(tmp_path: Path) -> None:
-    with RedisServer(tmp_path) as server:
-        client = redis.Redis.from_url(server.url, retry=NO_RETRY)
-        store = RedisDeferredStore(client, prefix="app:jobs")
-        store.add("a")
-        where = f"redis://127.0.0.1:{server.port}/0"
+def test_an_unreachable_server_is_a_connection_error_with_context(
+    own_redis_server: RedisServer,
+) -> None:
+    server = own_redis_server
+    client = redis.Redis.from_url(server.url, retry=NO_RETRY)
+    store = RedisDeferredStore(client, prefix="app:jobs")
+    store.add("a")
+    where = f"redis://127.0.0.1:{server.port}/0"
+    server.stop()
     try:
         with pytest.raises(ConnectionError) as caught:
             store.complete("a", {"n": 1})
