@@ -6,7 +6,7 @@ pollers; sync and async on asyncio and trio; httpx and httpx2) inject the clock 
 Where two async requests must really overlap in time, :class:`Timeline` wakes each sleeper at its
 own time on the fake clock, earliest first, so their waits overlap as real ones do.
 
-The slow-start and measurement constants are read from ``xretry._gate`` rather than copied, so the
+The slow-start and measurement constants are read from ``xretry._pacing`` rather than copied, so the
 tests describe the behaviour and stay true when the numbers are tuned.
 """
 
@@ -24,16 +24,15 @@ import anyio
 import pytest
 
 import xretry
-from xretry import Gate, GateSettings, MemoryGateBackend, PollPolicy, RetryPolicy, _gate
-from xretry._gate import (
+from xretry import Gate, GateSettings, MemoryGateBackend, PollPolicy, RetryPolicy, _pacing
+from xretry._gate import own_gate, signals
+from xretry._pacing import (
     _MIN_SPAN,
     _SLOW_DOUBLING,
     _SLOW_DOUBLINGS_MAX,
     _SLOW_RATE,
     _SLOW_WINDOW,
     GateState,
-    own_gate,
-    signals,
 )
 from xretry._headers import refill_rate, shared_wait
 
@@ -246,7 +245,7 @@ def test_the_rate_grows_only_while_pacing_binds() -> None:
     assert state.rate - after_one >= settings.probe * (1 - 1e-9)
     grown = state.rate
     # Long after pacing last made anyone wait (gate._PACED_FOR): no more growth.
-    now += _gate._PACED_FOR + 0.5
+    now += _pacing._PACED_FOR + 0.5
     assert send(state, settings, now, 200) == 0.0
     assert state.rate == grown
 
@@ -935,9 +934,9 @@ def test_callers_that_never_come_back_leave_no_phantom_queue() -> None:
     state = GateState()
     for _ in range(500):  # each told to come back, none ever does
         state.reserve(settings, 0.0)
-    assert state.come_back_at - state.next_slot <= _gate._SPREAD
+    assert state.come_back_at - state.next_slot <= _pacing._SPREAD
     # Later, with the real queue long gone, a newcomer is not sent to the back of a phantom one.
-    assert abs(state.reserve(settings, 6.0)) <= 0.1 + _gate._SPREAD
+    assert abs(state.reserve(settings, 6.0)) <= 0.1 + _pacing._SPREAD
 
 
 def test_a_gate_wait_is_taken_off_the_first_attempts_timeouts(

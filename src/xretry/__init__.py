@@ -41,9 +41,10 @@ from ._errors import (
 )
 from ._gate import Gate, GateBackend, GateSettings, MemoryGateBackend
 from ._hooks import RetryEvent, RetryHook
+from ._outer import OUTER_LOOP
 from ._policy import PollPolicy, RetryPolicy
 from ._store import DeferredRecord, DeferredStore, SQLiteDeferredStore
-from ._transport import OUTER_LOOP, AsyncRetryTransport, RetryTransport
+from ._transport import AsyncRetryTransport, RetryTransport
 
 __version__ = "0.1.0.dev0"
 

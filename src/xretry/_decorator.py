@@ -19,15 +19,15 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Literal, ParamSpec, TypeVar, overload
 
-import anyio
-
 from ._classify import Decision, Verdict, classify_exception, request_of, response_of
-from ._core import RetryCall, should_sleep
-from ._errors import RetryBudgetExhaustedError, display_url, request_secrets
-from ._gate import Gate, apass_gate, learned_status, own_gate, pass_gate, signals
+from ._core import SEND, Observe, RetryCall, Steps, Target, retry_steps, through_gate
+from ._drivers import anyio_sleep, arun, run
+from ._errors import RetryBudgetExhaustedError
+from ._gate import Gate, learned_status, own_gate, signals
 from ._hooks import RetryHook, as_hooks
+from ._outer import OUTER_CALL
 from ._policy import RetryPolicy, check_policy
-from ._transport import OUTER_CALL
+from ._redact import request_secrets
 
 __all__ = ["retry"]
 
@@ -35,10 +35,21 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 _DEFAULT_POLICY = RetryPolicy()
+_SUCCESS = Decision(Verdict.SUCCESS, "returned")
+
+
+class _Returned:
+    """What a call returned (so that a returned exception object is not taken for a raise)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
 
 
 class _Retrier:
-    """Configuration shared by the sync and async wrappers of one decorated function."""
+    """One decorated function's configuration, and the loop's call-site steps (see
+    :class:`xretry._core.Attempts`): its outcomes are return values and exceptions."""
 
     def __init__(
         self,
@@ -55,115 +66,90 @@ class _Retrier:
         self.clock = time.monotonic if clock is None else clock
         self.gate = own_gate(gate, self.clock)
 
-    def open(self, exc: BaseException, start: float) -> RetryCall:
-        request = request_of(exc)
-        return RetryCall(
+    def steps(self) -> Steps[Any]:
+        """One decorated call: admission, the gate, the first attempt, then the retry loop."""
+        start = self.clock()
+        gate = self.gate
+        if gate is not None:
+            budget = gate.budget
+            if budget is not None and not budget.admit():
+                raise RetryBudgetExhaustedError(self.name, budget.describe())
+            yield from through_gate(gate, None, limit=self.policy.deadline, what=self.name)
+        first = yield SEND
+        if isinstance(first, _Returned):
+            if gate is not None:
+                yield Observe(200)
+            return first.value
+        call = RetryCall(
             policy=self.policy,
-            method=request.method if request is not None else "CALL",
-            url=display_url(request) if request is not None else self.name,
+            target=self._target(first),
             start=start,
             clock=self.clock,
             hooks=self.hooks,
-            secrets=request_secrets(request) if request is not None else [],
-            gate=self.gate,
-            budget=None if self.gate is None else self.gate.budget,
+            gate=gate,
+            budget=None if gate is None else gate.budget,
         )
+        outcome, _history = yield from retry_steps(call, self, first)
+        if isinstance(outcome, _Returned):
+            return outcome.value
+        assert isinstance(outcome, BaseException)
+        raise outcome
 
-    def admit(self) -> None:
-        """Refuse the call before it is made while a fail-fast retry budget is exhausted."""
-        budget = None if self.gate is None else self.gate.budget
-        if budget is not None and not budget.admit():
-            raise RetryBudgetExhaustedError(self.name, budget.describe())
+    def _target(self, failure: object) -> Target:
+        request = request_of(failure)
+        if request is None:
+            return Target("CALL", self.name)
+        return Target.of_request(request, request_secrets(request))
 
-    def classify(self, exc: Exception) -> tuple[Decision, int | None, float | None, float | None]:
-        """The verdict, and what the failure's response (if it carries one) tells the gate:
-        ``(decision, status, shared wait, refill rate)``."""
-        request = request_of(exc)
+    def judge(self, call: RetryCall, outcome: object) -> Steps[Decision]:
+        if isinstance(outcome, _Returned):
+            if self.gate is not None:
+                yield Observe(200)
+            return _SUCCESS
+        assert isinstance(outcome, Exception)
+        request = request_of(outcome)
         # Without a request to say otherwise, a call is assumed to be a billed POST: a failure
         # after sending is not repeated unless the policy lists POST as idempotent.
         method = request.method if request is not None else "POST"
-        decision = classify_exception(exc, method=method, policy=self.policy)
-        response = response_of(exc)
+        decision = classify_exception(outcome, method=method, policy=self.policy)
+        if self.gate is None:
+            return decision
+        response = response_of(outcome)
         status = getattr(response, "status_code", None)
         headers = getattr(response, "headers", None)
-        if not isinstance(status, int) or headers is None:
-            return decision, status if isinstance(status, int) else None, None, None
-        try:
-            wait, rate = signals(status, headers, now=time.time(), policy=self.policy)
-        except Exception:  # a foreign response object with odd headers: nothing to learn
-            wait = rate = None
-        return decision, status, wait, rate
-
-    def judge(self, exc: Exception, call: RetryCall) -> Decision:
-        decision, status, wait, rate = self.classify(exc)
-        if self.gate is None:
-            return decision
-        self.gate.observe(learned_status(status, decision), wait=wait, rate=rate)
+        wait = rate = None
+        if not isinstance(status, int):
+            status = None
+        elif headers is not None:
+            try:
+                wait, rate = signals(status, headers, now=time.time(), policy=self.policy)
+            except Exception:  # a foreign response object with odd headers: nothing to learn
+                wait = rate = None
+        yield Observe(learned_status(status, decision), wait, rate)
         return call.gated(decision, status, wait)
 
-    async def ajudge(self, exc: Exception, call: RetryCall) -> Decision:
-        decision, status, wait, rate = self.classify(exc)
-        if self.gate is None:
-            return decision
-        await self.gate.aobserve(learned_status(status, decision), wait=wait, rate=rate)
-        return call.gated(decision, status, wait)
+    def discard(self, outcome: object) -> Steps[None]:
+        yield from ()  # an exception holds nothing to close
 
-    def success(self) -> None:
-        if self.gate is not None:
-            self.gate.observe(200)
+    def kept(self, outcome: object) -> object:
+        return outcome
 
-    async def asuccess(self) -> None:
-        if self.gate is not None:
-            await self.gate.aobserve(200)
+    def resend(self, call: RetryCall) -> None:
+        pass
 
 
 def _sync(
     func: Callable[P, T], retrier: _Retrier, sleep: Callable[[float], None]
 ) -> Callable[P, T]:
-    def pause(seconds: float) -> None:
-        if seconds > 0 and should_sleep(seconds):
-            sleep(seconds)
-
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         if OUTER_CALL.get():  # inside another decorated call: that one owns the retries
             return func(*args, **kwargs)
         token = OUTER_CALL.set(True)
         try:
-            start = retrier.clock()
-            retrier.admit()
-            if retrier.gate is not None:
-                pass_gate(
-                    retrier.gate, pause, None, limit=retrier.policy.deadline, what=retrier.name
-                )
-            try:
-                result = func(*args, **kwargs)
-            except Exception as exc:
-                failure: Exception = exc
-            else:
-                retrier.success()
-                return result
-            call = retrier.open(failure, start)
-            decision = retrier.judge(failure, call)
-            while decision.verdict is Verdict.RETRY:
-                delay = call.next_delay(failure, decision)
-                if delay is None:
-                    break
-                pause(delay)
-                if retrier.gate is not None:
-                    pass_gate(retrier.gate, pause, call)
-                if call.expired():
-                    break
-                try:
-                    result = func(*args, **kwargs)
-                except Exception as exc:
-                    failure = exc
-                    decision = retrier.judge(failure, call)
-                else:
-                    retrier.success()
-                    return result
-            call.finish(failure, decision)
-            raise failure
+            send = lambda: _Returned(func(*args, **kwargs))  # noqa: E731
+            result: T = run(retrier.steps(), send, sleep, retrier.gate)
+            return result
         finally:
             OUTER_CALL.reset(token)
 
@@ -175,58 +161,22 @@ def _async(
     retrier: _Retrier,
     sleep: Callable[[float], Awaitable[None]],
 ) -> Callable[P, Awaitable[T]]:
-    async def pause(seconds: float) -> None:
-        if seconds > 0 and should_sleep(seconds):
-            await sleep(seconds)
-
     @functools.wraps(func)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         if OUTER_CALL.get():  # inside another decorated call: that one owns the retries
             return await func(*args, **kwargs)
         token = OUTER_CALL.set(True)
         try:
-            start = retrier.clock()
-            retrier.admit()
-            if retrier.gate is not None:
-                await apass_gate(
-                    retrier.gate, pause, None, limit=retrier.policy.deadline, what=retrier.name
-                )
-            try:
-                result = await func(*args, **kwargs)
-            except Exception as exc:
-                failure: Exception = exc
-            else:
-                await retrier.asuccess()
-                return result
-            call = retrier.open(failure, start)
-            decision = await retrier.ajudge(failure, call)
-            while decision.verdict is Verdict.RETRY:
-                delay = call.next_delay(failure, decision)
-                if delay is None:
-                    break
-                await pause(delay)
-                if retrier.gate is not None:
-                    await apass_gate(retrier.gate, pause, call)
-                if call.expired():
-                    break
-                try:
-                    result = await func(*args, **kwargs)
-                except Exception as exc:
-                    failure = exc
-                    decision = await retrier.ajudge(failure, call)
-                else:
-                    await retrier.asuccess()
-                    return result
-            call.finish(failure, decision)
-            raise failure
+
+            async def send() -> _Returned:
+                return _Returned(await func(*args, **kwargs))
+
+            result: T = await arun(retrier.steps(), send, sleep, retrier.gate)
+            return result
         finally:
             OUTER_CALL.reset(token)
 
     return wrapper
-
-
-async def _anyio_sleep(seconds: float) -> None:
-    await anyio.sleep(seconds)
 
 
 @overload
@@ -279,7 +229,7 @@ def retry(
             raise TypeError(f"@xretry.retry needs a function, got {function!r}")
         retrier = _Retrier(function, policy, hooks, gate, clock)
         if inspect.iscoroutinefunction(function):
-            wrapped: Any = _async(function, retrier, _anyio_sleep if sleep is None else sleep)
+            wrapped: Any = _async(function, retrier, anyio_sleep if sleep is None else sleep)
         else:
             wrapped = _sync(function, retrier, time.sleep if sleep is None else sleep)
         return wrapped  # type: ignore[no-any-return]

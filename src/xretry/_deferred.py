@@ -12,13 +12,9 @@ The loop is the transports' own driver (one core), run over the client's ``send`
 from __future__ import annotations
 
 import contextlib
-import heapq
-import itertools
 import json
-import random
 import re
 import time
-from collections import deque
 from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
@@ -29,35 +25,31 @@ from collections.abc import (
     Mapping,
 )
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import anyio
-import anyio.abc
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream
 
-from . import _testing
-from ._classify import Verdict, classify_exception, request_of
-from ._core import poll_gap
+from ._batch import Batch, DeferredOutcome
+from ._classify import request_of
+from ._core import pause
+from ._drivers import anyio_sleep, arun, run
 from ._errors import (
     DeferredNotFoundError,
     DeferredResultError,
     DeferredTimeoutError,
     InvalidAPIKeyError,
-    RateLimitError,
-    ServerError,
     XRetryError,
     error_for_response,
-    redact,
-    request_secrets,
 )
 from ._gate import Gate, own_gate
-from ._headers import retry_hint
 from ._hooks import RetryHook
+from ._outer import OUTER_LOOP
 from ._policy import PollPolicy, RetryPolicy, check_policy
+from ._redact import redact, request_secrets
 from ._store import DeferredStore, SQLiteDeferredStore
-from ._transport import DEADLINE, OUTER_LOOP, AsyncDriver, SyncDriver
+from ._transport import AsyncDriver, SyncDriver, TransportOptions
 
 __all__ = ["AsyncDeferredCompletions", "DeferredCompletions", "DeferredOutcome"]
 
@@ -74,19 +66,6 @@ def _check_id(request_id: object) -> None:
             f"request_id must be an id as returned by submit() (letters, digits, '-', '_', ':', "
             f"'.'), got {request_id!r}"
         )
-
-
-@dataclass(frozen=True, slots=True)
-class DeferredOutcome:
-    """One job's end: its completion, or the error that ended it (never both)."""
-
-    request_id: str
-    completion: dict[str, Any] | None = None
-    error: Exception | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
 
 
 class _ClientTransport:
@@ -171,14 +150,16 @@ class _Poller:
         """The gate every request of this poller passes (shared cooldown, adaptive pacing)."""
         return self._gate
 
-    @property
-    def _drivers_gate(self) -> Gate | Literal[False]:
-        return False if self._gate is None else self._gate
-
-    def _finish_driver(self, driver: Any) -> Any:
-        driver._buffered = self._stream
-        driver._outer = True
-        return driver
+    def _driver_options(self, policy: RetryPolicy | None) -> TransportOptions:
+        """What this poller's drivers are built with: its gate, hooks and clock."""
+        gate: Gate | Literal[False] = False if self._gate is None else self._gate
+        return {
+            "policy": policy,
+            "poll": self.poll,
+            "gate": gate,
+            "hooks": self._hooks,
+            "clock": self._clock,
+        }
 
     # -- requests -----------------------------------------------------------------------------
 
@@ -305,16 +286,12 @@ class DeferredCompletions(_Poller):
         )
         self._sleep = time.sleep if sleep is None else sleep
         self._driver, self._poll_driver = (
-            self._finish_driver(
-                SyncDriver(
-                    _ClientTransport(client),
-                    policy=chosen,
-                    poll=self.poll,
-                    gate=self._drivers_gate,
-                    hooks=hooks,
-                    sleep=self._sleep,
-                    clock=self._clock,
-                )
+            SyncDriver(
+                _ClientTransport(client),
+                self._stream,
+                outer=True,
+                sleep=self._sleep,
+                **self._driver_options(chosen),
             )
             for chosen in (policy, _patient(policy))
         )
@@ -368,23 +345,7 @@ class DeferredCompletions(_Poller):
         return self._answered(request_id, self._poll_driver.handle_request(request))
 
     def _pause(self, seconds: float) -> None:
-        if seconds > 0 and _testing.active() is None:
-            self._sleep(seconds)
-        elif seconds > 0:
-            _testing.active().record(seconds)  # type: ignore[union-attr]
-
-
-async def _default_sleep(seconds: float) -> None:
-    await anyio.sleep(seconds)
-
-
-@dataclass(order=True)
-class _Job:
-    due: float
-    seq: int
-    request_id: str = ""
-    polls: int = 0
-    started: float = 0.0
+        run(pause(seconds), None, self._sleep, None)
 
 
 class AsyncDeferredCompletions(_Poller):
@@ -416,18 +377,14 @@ class AsyncDeferredCompletions(_Poller):
             hooks=hooks,
             clock=clock,
         )
-        self._sleep = _default_sleep if sleep is None else sleep
+        self._sleep = anyio_sleep if sleep is None else sleep
         self._driver, self._poll_driver = (
-            self._finish_driver(
-                AsyncDriver(
-                    _ClientTransport(client),
-                    policy=chosen,
-                    poll=self.poll,
-                    gate=self._drivers_gate,
-                    hooks=hooks,
-                    sleep=self._sleep,
-                    clock=self._clock,
-                )
+            AsyncDriver(
+                _ClientTransport(client),
+                self._stream,
+                outer=True,
+                sleep=self._sleep,
+                **self._driver_options(chosen),
             )
             for chosen in (policy, _patient(policy))
         )
@@ -452,11 +409,7 @@ class AsyncDeferredCompletions(_Poller):
         return await self.wait(request_id, timeout=timeout)
 
     async def _pause(self, seconds: float) -> None:
-        schedule = _testing.active()
-        if schedule is not None:
-            schedule.record(seconds)
-        elif seconds > 0:
-            await self._sleep(seconds)
+        await arun(pause(seconds), None, self._sleep, None)
 
     @asynccontextmanager
     async def as_completed(
@@ -492,7 +445,7 @@ class AsyncDeferredCompletions(_Poller):
             if self.store is None:
                 raise ValueError("resume=True needs a store")
             ids = [*self.store.unacknowledged(), *self.store.pending(), *ids]
-        runner = _Batch(self, concurrency, self._poll_policy(timeout))
+        runner = Batch(self, concurrency, self._poll_policy(timeout))
         send, receive = anyio.create_memory_object_stream[DeferredOutcome](max_buffer_size=1 << 30)
         async with anyio.create_task_group() as group, receive:
             group.start_soon(runner.run, list(dict.fromkeys(ids)), bodies, send)
@@ -513,195 +466,6 @@ class AsyncDeferredCompletions(_Poller):
             yield outcome
         if previous is not None and previous.ok and self.store is not None:
             self.store.acknowledge(previous.request_id)
-
-
-def _worth_another_poll(exc: Exception, method: str = "GET") -> bool:
-    """A failure that asking again later may fix: a retryable status or transport failure.
-
-    ``method="POST"`` for a submission: a failure after it may have reached the server (a read
-    timeout, a connection dropped after sending) is not worth another try, since the server may
-    have created, and billed, a job whose id never came back.
-    """
-    if isinstance(exc, XRetryError) and not isinstance(exc, RateLimitError | ServerError):
-        return False
-    return classify_exception(exc, method=method).verdict is Verdict.RETRY
-
-
-class _Batch:
-    """The shared schedule behind ``as_completed``: one heap of due polls, one dispatcher.
-
-    The dispatcher starts a task only when one of the ``concurrency`` slots is free, due polls
-    before new submissions (a submitted job waiting is paid-for work), so 10,000 pending jobs are
-    10,000 small heap entries, not 10,000 parked tasks.
-    """
-
-    def __init__(self, poller: AsyncDeferredCompletions, concurrency: int, poll: PollPolicy):
-        self.poller = poller
-        self.poll = poll
-        self.free = concurrency
-        self.heap: list[_Job] = []
-        self.seq = itertools.count()
-        self.outstanding = 0
-        self.wakeup = anyio.Event()
-        self.testing = _testing.active() is not None
-        self.rng = (lambda: 0.5) if self.testing else random.random
-        #: Virtual time added to the clock in test mode, where waits are recorded, not slept.
-        self.offset = 0.0
-
-    def now(self) -> float:
-        return self.poller._clock() + self.offset
-
-    async def _idle(self, wait: float | None) -> None:
-        """Until the next job is due (``wait`` seconds) or something changes, whichever first."""
-        if wait is not None and self.testing:
-            schedule = _testing.active()
-            if schedule is not None:
-                schedule.record(wait)
-            self.offset += wait
-            return
-        async with anyio.create_task_group() as race:
-
-            async def until_due(seconds: float) -> None:
-                await self.poller._sleep(seconds)
-                race.cancel_scope.cancel()
-
-            if wait is not None:
-                race.start_soon(until_due, wait)
-            await self.wakeup.wait()
-            race.cancel_scope.cancel()
-
-    async def _pause_for(self, seconds: float) -> None:
-        if self.testing:
-            schedule = _testing.active()
-            if schedule is not None:
-                schedule.record(seconds)
-            return
-        await self.poller._sleep(seconds)
-
-    def push(self, job: _Job) -> None:
-        heapq.heappush(self.heap, job)
-        self.wakeup.set()
-
-    async def run(
-        self,
-        ids: list[str],
-        bodies: list[Mapping[str, Any]],
-        send: MemoryObjectSendStream[DeferredOutcome],
-    ) -> None:
-        async with send, anyio.create_task_group() as group:
-            now = self.now()
-            for request_id in ids:
-                self.outstanding += 1
-                self.push(_Job(now, next(self.seq), request_id, 0, now))
-            waiting = deque(bodies)
-            self.outstanding += len(waiting)
-            while self.outstanding:
-                now = self.now()
-                while self.free > 0 and self.heap and self.heap[0].due <= now:
-                    self._start(group, self._poll_once, heapq.heappop(self.heap), send)
-                while self.free > 0 and waiting:
-                    self._start(group, self._submit, waiting.popleft(), send)
-                self.wakeup = anyio.Event()
-                due = self.heap[0].due - now if self.heap and self.free > 0 else None
-                await self._idle(due)
-
-    def _start(
-        self,
-        group: anyio.abc.TaskGroup,
-        work: Callable[[Any, MemoryObjectSendStream[DeferredOutcome]], Awaitable[None]],
-        item: Any,
-        send: MemoryObjectSendStream[DeferredOutcome],
-    ) -> None:
-        self.free -= 1
-        group.start_soon(self._in_slot, work, item, send)
-
-    async def _in_slot(
-        self,
-        work: Callable[[Any, MemoryObjectSendStream[DeferredOutcome]], Awaitable[None]],
-        item: Any,
-        send: MemoryObjectSendStream[DeferredOutcome],
-    ) -> None:
-        try:
-            await work(item, send)
-        finally:
-            self.free += 1
-            self.wakeup.set()
-
-    async def _submit(
-        self, body: Mapping[str, Any], send: MemoryObjectSendStream[DeferredOutcome]
-    ) -> None:
-        started = self.now()
-        while True:
-            try:
-                request_id = await self.poller.submit(**body)
-                break
-            except Exception as exc:
-                # A submission that was refused (429, 5xx) was not accepted, so not paid for:
-                # try again later, within the poll timeout. Anything else ends the job.
-                timeout = self.poll.timeout
-                late = timeout is not None and self.now() - started >= timeout
-                if late or not _worth_another_poll(exc, "POST"):
-                    self.outstanding -= 1
-                    await send.send(DeferredOutcome("", error=exc))
-                    self.wakeup.set()
-                    return
-            await self._pause_for(poll_gap(self.poll, 1, self.rng, None))
-        now = self.now()
-        self.push(_Job(now + self.poll.first_delay, next(self.seq), request_id, 0, now))
-
-    async def _poll_once(self, job: _Job, send: MemoryObjectSendStream[DeferredOutcome]) -> None:
-        poller = self.poller
-        try:
-            stored = poller._stored(job.request_id)
-            if stored is None:
-                request = poller._poll_request(job.request_id, False)
-                timeout = self.poll.timeout
-                if timeout is not None:  # this poll's retries end with the job's poll timeout
-                    left = timeout - (self.now() - job.started)
-                    request.extensions[DEADLINE] = max(left, 0.001)
-                # Shielded from the send to the store: a result the server has sent is gone
-                # from it, so leaving the block early must not drop it on the floor.
-                with anyio.CancelScope(shield=True):
-                    try:
-                        response = await poller._driver.handle_async_request(request)
-                    except Exception as exc:
-                        if not _worth_another_poll(exc):
-                            raise
-                        self._reschedule(job, None, send)  # nothing was delivered: ask later
-                        return
-                    history = response.extensions.get("xretry")
-                    if response.status_code == 202 or getattr(history, "gave_up", False):
-                        # Not ready, or a 429/5xx run that outlasted the policy: a paid-for
-                        # job is not given up on before its poll timeout.
-                        await response.aclose()
-                        self._reschedule(job, response, send)
-                        return
-                    stored = poller._answered(job.request_id, response)
-            outcome = DeferredOutcome(job.request_id, stored)
-        except Exception as exc:
-            outcome = DeferredOutcome(job.request_id, error=exc)
-        self.outstanding -= 1
-        await send.send(outcome)
-        self.wakeup.set()
-
-    def _reschedule(
-        self, job: _Job, response: Any, send: MemoryObjectSendStream[DeferredOutcome]
-    ) -> None:
-        now = self.now()
-        job.polls += 1
-        # A 202's retry-after is a floor for the next poll.
-        hint = None if response is None else retry_hint(response.headers, now=time.time())
-        gap = poll_gap(self.poll, job.polls, self.rng, hint)
-        timeout = self.poll.timeout
-        if timeout is not None and now + gap - job.started >= timeout:
-            self.outstanding -= 1
-            error = DeferredTimeoutError(job.request_id, waited=now - job.started, polls=job.polls)
-            send.send_nowait(DeferredOutcome(job.request_id, error=error))
-            self.wakeup.set()
-            return
-        job.due = now + gap
-        job.seq = next(self.seq)
-        self.push(job)
 
 
 def _secrets_of(response: Any) -> list[str]:

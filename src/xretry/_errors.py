@@ -33,6 +33,7 @@ from typing import Any
 
 from ._classify import is_quota_exhausted
 from ._classify import status_text as _status_text
+from ._redact import display_url, redact, request_secrets
 
 __all__ = [
     "APIStatusError",
@@ -55,11 +56,8 @@ __all__ = [
     "UnsupportedMediaTypeError",
     "XRetryError",
     "araise_for_status",
-    "display_url",
     "error_for_response",
     "raise_for_status",
-    "redact",
-    "request_secrets",
 ]
 
 STATUS_PAGE = "https://status.x.ai"
@@ -370,45 +368,11 @@ def _header(response: Any, name: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def request_secrets(request: Any) -> list[str]:
-    """The credentials a request carries, to be masked wherever server or error text is echoed."""
-    try:
-        headers = request.headers
-    except AttributeError:
-        return []
-    secrets = []
-    for name in ("authorization", "x-api-key", "api-key", "proxy-authorization"):
-        value = headers.get(name)
-        if not value:
-            continue
-        secrets.append(value)
-        scheme, _, token = value.partition(" ")
-        if token and scheme.lower() in {"bearer", "basic", "token"}:
-            secrets.append(token.strip())
-    # Longest first, so a full header value is masked before its token.
-    return sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
-
-
-def display_url(request: Any) -> str:
-    """Scheme, host, port and path: a query string or userinfo may carry credentials."""
-    url = request.url
-    port = "" if url.port is None else f":{url.port}"
-    return f"{url.scheme}://{url.host}{port}{url.path}"
-
-
 def _request_of(response: Any) -> Any:
     try:
         return response.request
     except (AttributeError, RuntimeError):  # httpx raises RuntimeError when no request is set
         return None
-
-
-def redact(text: str, secrets: list[str]) -> str:
-    """``text`` with every occurrence of each secret replaced by ``***``."""
-    for secret in secrets:
-        if secret in text:
-            text = text.replace(secret, "***")
-    return text
 
 
 def _parse_body(body: bytes) -> tuple[str | None, str | None]:

@@ -1,6 +1,6 @@
 """The gate's state in Redis: processes on many hosts share one cooldown and one pacing.
 
-The algorithm is :class:`GateState`'s (``_gate.py``), unchanged: nothing of it is ported to Lua.
+The algorithm is :class:`GateState`'s (``_pacing.py``), unchanged: nothing of it is ported to Lua.
 The state lives as :meth:`GateState.dumps` JSON under one key, and every ``reserve``/``observe`` is
 one optimistic transaction on it, in three round trips::
 
@@ -53,7 +53,7 @@ except ImportError as exc:  # pragma: no cover - only without the redis extra
         "the Redis gate backend needs the redis package: pip install 'xretry[redis]'"
     ) from exc
 
-from ._gate import GateSettings, GateState
+from ._pacing import GateSettings, GateState
 from ._redis_common import check_ttl, where
 
 __all__ = ["RedisGateBackend"]

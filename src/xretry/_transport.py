@@ -1,9 +1,9 @@
 """The drop-in transports: ``httpx.Client(transport=xretry.RetryTransport())``.
 
-Two thin drivers (sync and async) over one core. They differ only in how they send, read, close and
-sleep; what an outcome means (:mod:`._classify`) and how long to wait or when to stop
-(:mod:`._core`, tenacity) is shared. The drivers are written against the transport interface httpx
-and httpx2 share, so :mod:`xretry.httpx2` reuses them unchanged.
+The retry loop is :func:`xretry._core.retry_steps`, run by the drivers of :mod:`xretry._drivers`;
+this module adds what HTTP needs: the per-request plan (policy overrides, polling, replayable
+bodies, deadlines), reading and closing responses, and the success path. The drivers are written
+against the transport interface httpx and httpx2 share, so :mod:`xretry.httpx2` reuses them.
 
 Semantics, the same for both:
 
@@ -18,93 +18,155 @@ Semantics, the same for both:
   429s and ``x-ratelimit-*`` headers keeps the requests just under the limit.
 * ``request.extensions["xretry"]`` overrides the policy for one request (a :class:`RetryPolicy`,
   a mapping of fields to change, or ``False`` for no retries); ``response.extensions["xretry"]``
-  holds the :class:`RetryHistory`.
+  holds the :class:`RetryHistory`. The caller's request is never changed: with a deadline, each
+  attempt is sent with extensions of its own (capped timeouts), and the caller's are put back.
+
+The success path (a first attempt that needs nothing more) runs inline in each driver, with no
+generator and no retry state: it is the one place where sync and async code look alike, because a
+generator costs more than the whole rest of that path (``benchmarks/overhead.py``).
 """
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
-from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, Unpack
 
-import anyio
 import httpx
 
 from ._classify import (
     Decision,
-    Verdict,
     classify_exception,
     classify_response,
     is_deferred_poll,
     needs_body,
 )
-from ._core import RetryCall, first_try_history, should_sleep
-from ._errors import RetryBudgetExhaustedError, display_url, request_secrets
-from ._gate import Gate, apass_gate, learned_status, own_gate, pass_gate, signals
+from ._core import (
+    SEND,
+    Close,
+    Observe,
+    Read,
+    RetryCall,
+    Steps,
+    Target,
+    capped_timeouts,
+    first_try_history,
+    retry_steps,
+    through_gate,
+)
+from ._drivers import anyio_sleep, arun, run
+from ._errors import RetryBudgetExhaustedError
+from ._gate import Gate, learned_status, own_gate, signals
 from ._hooks import RetryHook, as_hooks
+from ._outer import DEADLINE, OUTER_CALL, OUTER_LOOP
 from ._policy import PollPolicy, RetryPolicy, check_policy
+from ._redact import display_url, request_secrets
 
 __all__ = [
-    "DEADLINE",
-    "OUTER_LOOP",
     "AsyncDriver",
+    "AsyncOptions",
     "AsyncRetryTransport",
     "RetryTransport",
     "SyncDriver",
+    "SyncOptions",
+    "TransportOptions",
 ]
 
 _DEFAULT_POLICY = RetryPolicy()
+_DEFAULT_POLL = PollPolicy()
 logger = logging.getLogger("xretry")
 
-#: Set while an ``@xretry.retry`` call runs: transports inside it send once and step aside.
-OUTER_CALL: ContextVar[bool] = ContextVar("xretry_outer_call", default=False)
 
-#: ``request.extensions["xretry"] = OUTER_LOOP``: an outer xretry loop (the poller, the decorator)
-#: owns this request's retries. An xretry transport inside then sends it once and steps aside, so
-#: attempts never multiply.
-OUTER_LOOP: Any = type("OuterLoop", (), {"__repr__": lambda self: "xretry.OUTER_LOOP"})()
-#: ``request.extensions[DEADLINE] = seconds``: what an outer loop (``as_completed``) has left for
-#: this request; it caps the policy's deadline, so the request's retries and timeouts end in time.
-DEADLINE = "xretry.deadline"
-_DEFAULT_POLL = PollPolicy()
+class TransportOptions(TypedDict, total=False):
+    """What every transport takes besides the inner transport (all optional).
 
-T = TypeVar("T")
+    ``policy``: the :class:`RetryPolicy` for requests that don't override it.
+    ``poll``: the :class:`PollPolicy` for deferred-completion GETs, or ``False`` (a 202 is final).
+    ``gate``: a :class:`Gate` to share, ``None`` for one of its own, ``False`` for none.
+    ``hooks``: callables receiving a :class:`RetryEvent` per retry, poll and give-up.
+    ``clock``: seconds, monotonic (``time.monotonic``), injectable for tests.
+    """
+
+    policy: RetryPolicy | None
+    poll: PollPolicy | Literal[False] | None
+    gate: Gate | Literal[False] | None
+    hooks: Iterable[RetryHook] | None
+    clock: Callable[[], float] | None
 
 
-class _Driver(Generic[T]):
-    """What both drivers share: configuration, per-request policy, and opening a RetryCall."""
+class SyncOptions(TransportOptions, total=False):
+    """:class:`TransportOptions` and ``sleep`` (``time.sleep``), injectable for tests."""
 
-    _transport: T
-    #: The library's buffered body stream (``httpx.ByteStream``): bytes, JSON and form bodies,
-    #: which can be sent again. Anything else (a generator, a file) is a one-shot stream.
-    _buffered: type
+    sleep: Callable[[float], None] | None
+
+
+class AsyncOptions(TransportOptions, total=False):
+    """:class:`TransportOptions` and an async ``sleep`` (anyio's), injectable for tests."""
+
+    sleep: Callable[[float], Awaitable[None]] | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """How one request is to be sent, decided before the first attempt."""
+
+    policy: RetryPolicy
+    #: The polling schedule for a deferred-completion GET, else ``None``.
+    poll: PollPolicy | None
+    #: A GET of the deferred-completion endpoint (a 202 there means "not ready").
+    polls: bool
+    #: The body can be sent again.
+    replayable: bool
+    #: The caller's extensions, put back after the call, when attempts carry their own.
+    caller: dict[str, Any] | None
+    start: float
+    #: The gate's first answer: 0.0 to go now; a wait; ``None`` when the backend is asked in the
+    #: loop (it does I/O).
+    wait: float | None
+
+    @property
+    def limit(self) -> float | None:
+        """How long the call may take: the poll timeout for a poll, else the deadline."""
+        return self.policy.deadline if self.poll is None else self.poll.timeout
+
+    def caller_timeouts(self) -> Mapping[str, Any] | None:
+        given = None if self.caller is None else self.caller.get("timeout")
+        return given if isinstance(given, dict) else None
+
+
+class _HttpDriver:
+    """What both drivers share: configuration, the per-request plan and the loop's HTTP steps."""
 
     def __init__(
         self,
-        transport: T,
+        transport: Any,
+        buffered: type,
         *,
-        policy: RetryPolicy | None,
-        poll: PollPolicy | Literal[False] | None,
-        gate: Gate | Literal[False] | None,
-        hooks: Iterable[RetryHook] | None,
-        clock: Callable[[], float] | None,
+        outer: bool = False,
+        **options: Unpack[TransportOptions],
     ) -> None:
+        policy = options.get("policy")
+        poll = options.get("poll")
+        clock = options.get("clock")
         check_policy(policy)
         self._transport = transport
+        #: The library's buffered body stream (``httpx.ByteStream``): bytes, JSON and form bodies,
+        #: which can be sent again. Anything else (a generator, a file) is a one-shot stream.
+        self._buffered = buffered
         self._policy = _DEFAULT_POLICY if policy is None else policy
         if poll is not None and poll is not False and not isinstance(poll, PollPolicy):
             raise ValueError(f"poll must be a PollPolicy or False, got {type(poll).__name__}")
         self._poll: PollPolicy | None = (
             _DEFAULT_POLL if poll is None else (None if poll is False else poll)
         )
-        self._hooks = as_hooks(hooks)
+        self._hooks = as_hooks(options.get("hooks"))
         self._clock = time.monotonic if clock is None else clock
-        self._gate = own_gate(gate, self._clock)
-        #: True for a driver that is itself the outer loop (it sets OUTER_LOOP on its requests).
-        self._outer = False
+        self._gate = own_gate(options.get("gate"), self._clock)
+        #: True for a driver that is itself the outer loop (a poller's: it marks its requests).
+        self._outer = outer
         #: Set once this transport has handed back a failure: an SDK may now retry on top of it,
         #: so requests are checked for its retry marker (until one is found and reported).
         self._armed = False
@@ -120,18 +182,18 @@ class _Driver(Generic[T]):
         """The gate every request passes (shared cooldown, adaptive pacing), or ``None``."""
         return self._gate
 
-    def _prepare(
-        self, request: Any
-    ) -> tuple[RetryPolicy, bool, dict[str, Any] | None, PollPolicy | None] | None:
-        """Per-request policy, replayability, the caller's timeouts and the polling schedule;
-        ``None``: step aside.
+    # -- before the first attempt -------------------------------------------------------------
+
+    def _plan(self, request: Any) -> _Plan | None:
+        """How to send ``request``; ``None``: step aside (an outer loop owns its retries).
 
         Runs before the first send, so a bad per-request override fails before anything is sent.
-        With a deadline (the poll timeout, for a poll), the first attempt's timeouts are capped
-        here (one dict write), so even that path builds no retry state until something fails.
+        With a deadline (the poll timeout, for a poll), the first attempt gets extensions of its
+        own with capped timeouts (one dict copy), so even that path builds no retry state.
         """
         policy = self._policy
-        if (override := request.extensions.get("xretry")) is not None:
+        extensions = request.extensions
+        if (override := extensions.get("xretry")) is not None:
             if override is OUTER_LOOP:
                 if not self._outer:
                     self._check_sdk_retries(request)
@@ -144,69 +206,32 @@ class _Driver(Generic[T]):
             return None
         if self._armed:
             self._check_sdk_retries(request)
-        bound = request.extensions.get(DEADLINE)
+        bound = extensions.get(DEADLINE)
         if bound is not None and (policy.deadline is None or bound < policy.deadline):
             policy = policy.replace(deadline=bound)  # an outer loop's time left (as_completed)
         # Decided before sending: a transport may buffer a one-shot body while sending it.
         stream = request.stream
         replayable = isinstance(stream, self._buffered) or _replayable_other(self, stream)
-        poll = self._poll_for(request, policy)
+        polls = _polls(request)
+        poll = self._poll_for(request, policy) if polls else None
         limit = policy.deadline if poll is None else poll.timeout
-        timeouts = None
+        caller = None
         if limit is not None:
-            given = request.extensions.get("timeout")
-            timeouts = given if isinstance(given, dict) else {}  # read only, never mutated
-            request.extensions["timeout"] = _capped(timeouts, limit)
-        return policy, replayable, timeouts, poll
-
-    def _check_sdk_retries(self, request: Any) -> None:
-        if self._warned:
-            return
-        count = request.headers.get("x-stainless-retry-count", "0")
-        if count.isdigit() and int(count) > 0:
-            self._armed = False
-            self._warned = True  # one warning per transport
-            logger.warning(
-                "an SDK is retrying on top of xretry (x-stainless-retry-count: %s): attempts "
-                "multiply. Let xretry do the retrying: pass max_retries=0 to the OpenAI/Anthropic "
-                "client (e.g. OpenAI(http_client=..., max_retries=0)).",
-                count,
-            )
-
-    def _open(
-        self,
-        request: Any,
-        policy: RetryPolicy,
-        start: float,
-        replayable: bool,
-        timeouts: dict[str, Any] | None,
-        poll: PollPolicy | None,
-    ) -> RetryCall:
-        if timeouts is None:
-            given = request.extensions.get("timeout")
-            timeouts = dict(given) if isinstance(given, dict) else None
-        return RetryCall(
-            policy=policy,
-            method=request.method,
-            url=display_url(request),
-            start=start,
-            clock=self._clock,
-            hooks=self._hooks,
-            secrets=request_secrets(request),
-            timeouts=timeouts,
-            replayable=replayable,
-            poll=poll,
-            gate=self._gate,
-            # A deferred result is paid for: its polls are never throttled by a retry budget.
-            budget=None if self._gate is None or _polls(request) else self._gate.budget,
-        )
+            given = extensions.get("timeout")
+            timeouts = capped_timeouts(given if isinstance(given, dict) else {}, limit)
+            request.extensions = {**extensions, "timeout": timeouts}
+            caller = extensions
+        start = self._clock()
+        wait: float | None = 0.0
+        gate = self._gate
+        if gate is not None:
+            if gate.budget is not None and not polls:
+                self._admit(request, gate)
+            wait = gate.reserve() if gate.local else None
+        return _Plan(policy, poll, polls, replayable, caller, start, wait)
 
     def _poll_for(self, request: Any, policy: RetryPolicy) -> PollPolicy | None:
         """The polling schedule for a deferred-completion GET, or ``None`` (202 is final)."""
-        if request.method != "GET" or b"deferred-completion" not in request.url.raw_path:
-            return None  # the common case, cheaply (the full check follows)
-        if not is_deferred_poll(request.method, request.url.path):
-            return None
         override = request.extensions.get("xretry.poll")
         if override is not None:
             if override is False:
@@ -222,77 +247,162 @@ class _Driver(Generic[T]):
             return None
         return self._poll
 
-    def _recap(
-        self,
-        request: Any,
-        policy: RetryPolicy,
-        poll: PollPolicy | None,
-        timeouts: dict[str, Any] | None,
-        start: float,
-    ) -> None:
-        """After a wait at the gate, cap the first attempt's timeouts at what the deadline has
-        left (``_prepare`` capped them at all of it)."""
-        limit = _limit(policy, poll)
-        if limit is None:
+    def _check_sdk_retries(self, request: Any) -> None:
+        if self._warned:
             return
-        elapsed = self._clock() - start
-        if elapsed > 0:
-            request.extensions["timeout"] = _capped(timeouts or {}, max(limit - elapsed, 0.001))
+        count = request.headers.get("x-stainless-retry-count", "0")
+        if count.isdigit() and int(count) > 0:
+            self._armed = False
+            self._warned = True  # one warning per transport
+            logger.warning(
+                "an SDK is retrying on top of xretry (x-stainless-retry-count: %s): attempts "
+                "multiply. Let xretry do the retrying: pass max_retries=0 to the OpenAI/Anthropic "
+                "client (e.g. OpenAI(http_client=..., max_retries=0)).",
+                count,
+            )
 
-    def _admit(self, request: Any) -> None:
+    @staticmethod
+    def _admit(request: Any, gate: Gate) -> None:
         """Refuse a call before sending while a fail-fast retry budget is exhausted (never the
         poll of a deferred completion: that result is paid for)."""
-        assert self._gate is not None
-        budget = self._gate.budget
-        if budget is not None and not _polls(request) and not budget.admit():
+        budget = gate.budget
+        if budget is not None and not budget.admit():
             raise RetryBudgetExhaustedError(display_url(request), budget.describe())
 
-    @staticmethod
-    def _judge_response(
-        request: Any, response: Any, call: RetryCall, body: bytes | None
-    ) -> Decision:
-        return classify_response(
-            request.method,
-            request.url.path,
-            response.status_code,
-            response.headers,
-            body,
-            policy=call.policy,
-            now=time.time(),
-            replayable=call.replayable,
-        )
+    # -- the first answer ---------------------------------------------------------------------
 
-    @staticmethod
-    def _judge_exception(request: Any, exc: Exception, call: RetryCall) -> Decision:
-        return classify_exception(
-            exc, method=request.method, policy=call.policy, replayable=call.replayable
+    def _succeeded(self, request: Any, plan: _Plan, response: Any) -> bool:
+        """The success path's end: a first answer that needs no retry, with the gate told (only
+        ever a local gate here: see ``_Plan.wait``)."""
+        status = response.status_code
+        if status >= 400 or (status == 202 and plan.polls):
+            return False
+        gate = self._gate
+        if gate is not None:
+            gate.observe(status, rate=_told(plan, response))
+        response.extensions["xretry"] = first_try_history(status)
+        return True
+
+    def _steps(self, request: Any, plan: _Plan, first: Any) -> Steps[Any]:
+        """Everything but the success path: the gate's wait before the first attempt (``first``
+        is ``None`` until it is sent), then the retry loop."""
+        gate = self._gate
+        if first is None:
+            if gate is not None:
+                url = display_url(request)
+                yield from through_gate(gate, None, limit=plan.limit, what=url, first=plan.wait)
+                self._recap(request, plan)
+            first = yield SEND
+            if not isinstance(first, BaseException):
+                status = first.status_code
+                if status < 400 and not (status == 202 and plan.polls):
+                    if gate is not None:
+                        yield Observe(status, None, _told(plan, first))
+                    first.extensions["xretry"] = first_try_history(status)
+                    return first
+        call = RetryCall(
+            policy=plan.policy,
+            target=Target.of_request(request, request_secrets(request)),
+            start=plan.start,
+            clock=self._clock,
+            hooks=self._hooks,
+            poll=plan.poll,
+            gate=gate,
+            # A deferred result is paid for: its polls are never throttled by a retry budget.
+            budget=None if gate is None or plan.polls else gate.budget,
         )
+        last, history = yield from retry_steps(call, _HttpAttempts(request, plan, gate), first)
+        outcome: Any = last
+        if history.gave_up or isinstance(outcome, BaseException) or outcome.status_code >= 400:
+            self._armed = True
+        if isinstance(outcome, BaseException):
+            raise outcome
+        outcome.extensions["xretry"] = history
+        return outcome
+
+    def _recap(self, request: Any, plan: _Plan) -> None:
+        """After a wait at the gate, cap the first attempt's timeouts at what the deadline has
+        left (``_plan`` capped them at all of it)."""
+        limit = plan.limit
+        if limit is None:
+            return
+        elapsed = self._clock() - plan.start
+        if elapsed > 0:
+            left = max(limit - elapsed, 0.001)
+            timeouts = capped_timeouts(plan.caller_timeouts() or {}, left)
+            request.extensions = {**request.extensions, "timeout": timeouts}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(transport={self._transport!r}, policy={self._policy!r})"
 
 
-def _limit(policy: RetryPolicy, poll: PollPolicy | None) -> float | None:
-    """How long a call may take: the poll timeout for a poll, else the policy's deadline."""
-    return policy.deadline if poll is None else poll.timeout
+def _told(plan: _Plan, response: Any) -> float | None:
+    """The refill rate a success's ``x-ratelimit-*`` headers tell the gate, if any."""
+    return signals(response.status_code, response.headers, now=0.0, policy=plan.policy)[1]
+
+
+class _HttpAttempts:
+    """The HTTP side of the loop (see :class:`xretry._core.Attempts`) for one request."""
+
+    __slots__ = ("gate", "plan", "request")
+
+    def __init__(self, request: Any, plan: _Plan, gate: Gate | None) -> None:
+        self.request = request
+        self.plan = plan
+        self.gate = gate
+
+    def judge(self, call: RetryCall, outcome: object) -> Steps[Decision]:
+        request, plan = self.request, self.plan
+        if isinstance(outcome, BaseException):
+            if self.gate is not None:
+                yield Observe(None)
+            return classify_exception(
+                outcome, method=request.method, policy=call.policy, replayable=plan.replayable
+            )
+        response: Any = outcome
+        status = response.status_code
+        body = None
+        if needs_body(status) and _small_body(response):
+            body = yield Read(response)  # unreadable: still a 429, judged without its body
+        decision = classify_response(
+            request.method,
+            request.url.path,
+            status,
+            response.headers,
+            body,
+            policy=call.policy,
+            now=time.time(),
+            replayable=plan.replayable,
+        )
+        if self.gate is not None:
+            wait, rate = signals(status, response.headers, now=time.time(), policy=call.policy)
+            yield Observe(learned_status(status, decision), wait, rate)
+            decision = call.gated(decision, status, wait)
+        return decision
+
+    def discard(self, outcome: object) -> Steps[None]:
+        if not isinstance(outcome, BaseException):
+            if _small_body(outcome):  # keep it readable, in case it ends up returned
+                yield Read(outcome)
+            yield Close(outcome)
+
+    def kept(self, outcome: object) -> object:
+        return _returnable(outcome, self.request)
+
+    def resend(self, call: RetryCall) -> None:
+        timeouts = call.timeouts(self.plan.caller_timeouts())
+        if timeouts is not None:
+            self.request.extensions = {**self.request.extensions, "timeout": timeouts}
 
 
 def _polls(request: Any) -> bool:
+    """A GET of the deferred-completion endpoint (a cheap check first: the common case)."""
+    if request.method != "GET" or b"deferred-completion" not in request.url.raw_path:
+        return False
     return is_deferred_poll(request.method, request.url.path)
 
 
-def _capped(timeouts: dict[str, Any], limit: float) -> dict[str, float]:
-    get = timeouts.get
-    connect, read, write, pool = get("connect"), get("read"), get("write"), get("pool")
-    return {
-        "connect": limit if connect is None or connect > limit else connect,
-        "read": limit if read is None or read > limit else read,
-        "write": limit if write is None or write > limit else write,
-        "pool": limit if pool is None or pool > limit else pool,
-    }
-
-
-def _replayable_other(driver: _Driver[Any], stream: Any) -> bool:
+def _replayable_other(driver: _HttpDriver, stream: Any) -> bool:
     """Multipart bodies replay (httpx rewinds files); a body of the other library is a mistake."""
     name = type(stream).__name__
     if name == "MultipartStream":
@@ -338,244 +448,80 @@ def _small_body(response: Any) -> bool:
     return length.isdigit() and int(length) <= _MAX_429_BODY
 
 
-class SyncDriver(_Driver[Any]):
-    """The sync loop; mixed into a ``BaseTransport`` of httpx or httpx2."""
+class SyncDriver(_HttpDriver):
+    """The sync transport; mixed into a ``BaseTransport`` of httpx or httpx2."""
 
     def __init__(
         self,
         transport: Any,
+        buffered: type,
         *,
-        policy: RetryPolicy | None = None,
-        poll: PollPolicy | Literal[False] | None = None,
-        gate: Gate | Literal[False] | None = None,
-        hooks: Iterable[RetryHook] | None = None,
+        outer: bool = False,
         sleep: Callable[[float], None] | None = None,
-        clock: Callable[[], float] | None = None,
+        **options: Unpack[TransportOptions],
     ) -> None:
-        super().__init__(transport, policy=policy, poll=poll, gate=gate, hooks=hooks, clock=clock)
+        super().__init__(transport, buffered, outer=outer, **options)
         self._sleep = time.sleep if sleep is None else sleep
 
     def handle_request(self, request: Any) -> Any:
-        prepared = self._prepare(request)
-        if prepared is None:
+        plan = self._plan(request)
+        if plan is None:
             return self._transport.handle_request(request)
-        policy, replayable, timeouts, poll = prepared
-        start = self._clock()
-        gate = self._gate
-        if gate is not None:
-            if gate.budget is not None:
-                self._admit(request)
-            wait = gate.reserve()
-            if wait:  # the common case, 0, costs nothing more
-                limit = _limit(policy, poll)
-                pass_gate(gate, self._pause, None, limit=limit, what=request, first=wait)
-                self._recap(request, policy, poll, timeouts, start)
-        first: Any
         try:
-            first = self._transport.handle_request(request)
-        except Exception as exc:
-            first = exc  # handled below, outside the except block: no misleading chaining
-        else:
-            status = first.status_code
-            # The success path: nothing built, nothing read (a 202 only polls on the deferred GET).
-            if status < 400 and (status != 202 or not _polls(request)):
-                if gate is not None:
-                    told = signals(status, first.headers, now=0.0, policy=policy)[1]
-                    gate.observe(status, rate=told)
-                first.extensions["xretry"] = first_try_history(status)
-                return first
-        return self._retry(request, policy, start, replayable, timeouts, poll, first)
-
-    def _pause(self, seconds: float) -> None:
-        if seconds > 0 and should_sleep(seconds):
-            self._sleep(seconds)
-
-    def _retry(
-        self,
-        request: Any,
-        policy: RetryPolicy,
-        start: float,
-        replayable: bool,
-        timeouts: dict[str, Any] | None,
-        poll: PollPolicy | None,
-        first: Any,
-    ) -> Any:
-        call = self._open(request, policy, start, replayable, timeouts, poll)
-        outcome, decision = self._judge(request, call, first)
-        while decision.verdict is Verdict.RETRY or decision.verdict is Verdict.POLL:
-            delay = call.next_delay(outcome, decision)
-            if delay is None:
-                break
-            if not isinstance(outcome, BaseException):
-                if _small_body(outcome):  # keep it readable, in case it ends up returned
-                    with contextlib.suppress(Exception):
-                        outcome.read()
-                outcome.close()
-            self._pause(delay)
-            if self._gate is not None:
-                pass_gate(self._gate, self._pause, call)
-            if call.expired():  # a sleep overran what the deadline left: no doomed attempt
-                outcome = _returnable(outcome, request)
-                break
-            call.bound_timeouts(request.extensions)
-            try:
-                sent = self._transport.handle_request(request)
-            except Exception as exc:
-                sent = exc
-            outcome, decision = self._judge(request, call, sent)
-        history = call.finish(outcome, decision)
-        if history.gave_up or isinstance(outcome, BaseException) or outcome.status_code >= 400:
-            self._armed = True
-        if isinstance(outcome, BaseException):
-            raise outcome
-        outcome.extensions["xretry"] = history
-        return outcome
-
-    def _judge(self, request: Any, call: RetryCall, sent: Any) -> tuple[Any, Decision]:
-        if isinstance(sent, Exception):
-            if self._gate is not None:
-                self._gate.observe(None)
-            return sent, self._judge_exception(request, sent, call)
-        body = None
-        if needs_body(sent.status_code) and _small_body(sent):
-            try:
-                body = sent.read()
-            except Exception:  # unreadable: still a 429, judged without its body
-                body = None
-            except BaseException:
-                sent.close()
-                raise
-        decision = self._judge_response(request, sent, call, body)
-        if self._gate is not None:
-            status = sent.status_code
-            wait, rate = signals(status, sent.headers, now=time.time(), policy=call.policy)
-            self._gate.observe(learned_status(status, decision), wait=wait, rate=rate)
-            decision = call.gated(decision, status, wait)
-        return sent, decision
+            first = None
+            if plan.wait == 0.0:  # the success path: one send, nothing built
+                try:
+                    first = self._transport.handle_request(request)
+                except Exception as exc:
+                    first = exc
+                else:
+                    if self._succeeded(request, plan, first):
+                        return first
+            send = functools.partial(self._transport.handle_request, request)
+            return run(self._steps(request, plan, first), send, self._sleep, self._gate)
+        finally:
+            if plan.caller is not None:
+                request.extensions = plan.caller
 
     def close(self) -> None:
         """Close the wrapped transport."""
         self._transport.close()
 
 
-async def _default_async_sleep(seconds: float) -> None:
-    await anyio.sleep(seconds)  # asyncio or trio, whichever is running
-
-
-class AsyncDriver(_Driver[Any]):
-    """The async loop; mixed into an ``AsyncBaseTransport`` of httpx or httpx2."""
+class AsyncDriver(_HttpDriver):
+    """The async transport; mixed into an ``AsyncBaseTransport`` of httpx or httpx2."""
 
     def __init__(
         self,
         transport: Any,
+        buffered: type,
         *,
-        policy: RetryPolicy | None = None,
-        poll: PollPolicy | Literal[False] | None = None,
-        gate: Gate | Literal[False] | None = None,
-        hooks: Iterable[RetryHook] | None = None,
+        outer: bool = False,
         sleep: Callable[[float], Awaitable[None]] | None = None,
-        clock: Callable[[], float] | None = None,
+        **options: Unpack[TransportOptions],
     ) -> None:
-        super().__init__(transport, policy=policy, poll=poll, gate=gate, hooks=hooks, clock=clock)
-        self._sleep = _default_async_sleep if sleep is None else sleep
+        super().__init__(transport, buffered, outer=outer, **options)
+        self._sleep = anyio_sleep if sleep is None else sleep
 
     async def handle_async_request(self, request: Any) -> Any:
-        prepared = self._prepare(request)
-        if prepared is None:
+        plan = self._plan(request)
+        if plan is None:
             return await self._transport.handle_async_request(request)
-        policy, replayable, timeouts, poll = prepared
-        start = self._clock()
-        gate = self._gate
-        if gate is not None:
-            if gate.budget is not None:
-                self._admit(request)
-            wait = await gate.areserve()
-            if wait:
-                limit = _limit(policy, poll)
-                await apass_gate(gate, self._pause, None, limit=limit, what=request, first=wait)
-                self._recap(request, policy, poll, timeouts, start)
-        first: Any
         try:
-            first = await self._transport.handle_async_request(request)
-        except Exception as exc:
-            first = exc
-        else:
-            status = first.status_code
-            if status < 400 and (status != 202 or not _polls(request)):
-                if gate is not None:
-                    told = signals(status, first.headers, now=0.0, policy=policy)[1]
-                    await gate.aobserve(status, rate=told)
-                first.extensions["xretry"] = first_try_history(status)
-                return first
-        return await self._retry(request, policy, start, replayable, timeouts, poll, first)
-
-    async def _pause(self, seconds: float) -> None:
-        if seconds > 0 and should_sleep(seconds):
-            await self._sleep(seconds)
-
-    async def _retry(
-        self,
-        request: Any,
-        policy: RetryPolicy,
-        start: float,
-        replayable: bool,
-        timeouts: dict[str, Any] | None,
-        poll: PollPolicy | None,
-        first: Any,
-    ) -> Any:
-        call = self._open(request, policy, start, replayable, timeouts, poll)
-        outcome, decision = await self._judge(request, call, first)
-        while decision.verdict is Verdict.RETRY or decision.verdict is Verdict.POLL:
-            delay = call.next_delay(outcome, decision)
-            if delay is None:
-                break
-            if not isinstance(outcome, BaseException):
-                if _small_body(outcome):
-                    with contextlib.suppress(Exception):
-                        await outcome.aread()
-                await outcome.aclose()
-            await self._pause(delay)
-            if self._gate is not None:
-                await apass_gate(self._gate, self._pause, call)
-            if call.expired():
-                outcome = _returnable(outcome, request)
-                break
-            call.bound_timeouts(request.extensions)
-            try:
-                sent = await self._transport.handle_async_request(request)
-            except Exception as exc:
-                sent = exc
-            outcome, decision = await self._judge(request, call, sent)
-        history = call.finish(outcome, decision)
-        if history.gave_up or isinstance(outcome, BaseException) or outcome.status_code >= 400:
-            self._armed = True
-        if isinstance(outcome, BaseException):
-            raise outcome
-        outcome.extensions["xretry"] = history
-        return outcome
-
-    async def _judge(self, request: Any, call: RetryCall, sent: Any) -> tuple[Any, Decision]:
-        if isinstance(sent, Exception):
-            if self._gate is not None:
-                await self._gate.aobserve(None)
-            return sent, self._judge_exception(request, sent, call)
-        body = None
-        if needs_body(sent.status_code) and _small_body(sent):
-            try:
-                body = await sent.aread()
-            except Exception:
-                body = None
-            except BaseException:
-                with anyio.CancelScope(shield=True):
-                    await sent.aclose()
-                raise
-        decision = self._judge_response(request, sent, call, body)
-        if self._gate is not None:
-            status = sent.status_code
-            wait, rate = signals(status, sent.headers, now=time.time(), policy=call.policy)
-            await self._gate.aobserve(learned_status(status, decision), wait=wait, rate=rate)
-            decision = call.gated(decision, status, wait)
-        return sent, decision
+            first = None
+            if plan.wait == 0.0:
+                try:
+                    first = await self._transport.handle_async_request(request)
+                except Exception as exc:
+                    first = exc
+                else:
+                    if self._succeeded(request, plan, first):
+                        return first
+            send = functools.partial(self._transport.handle_async_request, request)
+            return await arun(self._steps(request, plan, first), send, self._sleep, self._gate)
+        finally:
+            if plan.caller is not None:
+                request.extensions = plan.caller
 
     async def aclose(self) -> None:
         """Close the wrapped transport."""
@@ -592,32 +538,16 @@ class RetryTransport(SyncDriver, httpx.BaseTransport):
             transport=xretry.RetryTransport(policy=xretry.RetryPolicy(max_attempts=4)),
         )
 
-    ``sleep`` and ``clock`` (``time.sleep`` and ``time.monotonic`` by default) are injectable for
-    tests; ``hooks`` receive a :class:`RetryEvent` per retry and per give-up.
+    Options (all keyword, all optional): ``policy``, ``poll``, ``gate``, ``hooks``, ``sleep`` and
+    ``clock``; see :class:`TransportOptions`. ``sleep`` and ``clock`` (``time.sleep`` and
+    ``time.monotonic`` by default) are injectable for tests.
     """
 
     def __init__(
-        self,
-        transport: httpx.BaseTransport | None = None,
-        *,
-        policy: RetryPolicy | None = None,
-        poll: PollPolicy | Literal[False] | None = None,
-        gate: Gate | Literal[False] | None = None,
-        hooks: Iterable[RetryHook] | None = None,
-        sleep: Callable[[float], None] | None = None,
-        clock: Callable[[], float] | None = None,
+        self, transport: httpx.BaseTransport | None = None, **options: Unpack[SyncOptions]
     ) -> None:
-        super().__init__(
-            httpx.HTTPTransport() if transport is None else transport,
-            policy=policy,
-            poll=poll,
-            gate=gate,
-            hooks=hooks,
-            sleep=sleep,
-            clock=clock,
-        )
-
-    _buffered = httpx.ByteStream
+        inner = httpx.HTTPTransport() if transport is None else transport
+        super().__init__(inner, httpx.ByteStream, **options)
 
     if TYPE_CHECKING:  # precise types for callers, without a super() hop on every request
 
@@ -627,31 +557,14 @@ class RetryTransport(SyncDriver, httpx.BaseTransport):
 class AsyncRetryTransport(AsyncDriver, httpx.AsyncBaseTransport):
     """A retrying wrapper around any async httpx transport (default ``httpx.AsyncHTTPTransport()``).
 
-    Runs on asyncio and trio. See :class:`RetryTransport` for the arguments; ``sleep`` is async.
+    Runs on asyncio and trio. Options as for :class:`RetryTransport`; ``sleep`` is async.
     """
 
     def __init__(
-        self,
-        transport: httpx.AsyncBaseTransport | None = None,
-        *,
-        policy: RetryPolicy | None = None,
-        poll: PollPolicy | Literal[False] | None = None,
-        gate: Gate | Literal[False] | None = None,
-        hooks: Iterable[RetryHook] | None = None,
-        sleep: Callable[[float], Awaitable[None]] | None = None,
-        clock: Callable[[], float] | None = None,
+        self, transport: httpx.AsyncBaseTransport | None = None, **options: Unpack[AsyncOptions]
     ) -> None:
-        super().__init__(
-            httpx.AsyncHTTPTransport() if transport is None else transport,
-            policy=policy,
-            poll=poll,
-            gate=gate,
-            hooks=hooks,
-            sleep=sleep,
-            clock=clock,
-        )
-
-    _buffered = httpx.ByteStream
+        inner = httpx.AsyncHTTPTransport() if transport is None else transport
+        super().__init__(inner, httpx.ByteStream, **options)
 
     if TYPE_CHECKING:
 

@@ -14,8 +14,7 @@ transports differ::
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Unpack
 
 try:
     import httpx2
@@ -24,10 +23,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "xretry.httpx2 needs the httpx2 package: pip install 'xretry[httpx2]'"
     ) from exc
 
-from ._gate import Gate
-from ._hooks import RetryHook
-from ._policy import PollPolicy, RetryPolicy
-from ._transport import AsyncDriver, SyncDriver
+from ._transport import AsyncDriver, AsyncOptions, SyncDriver, SyncOptions
 
 __all__ = ["AsyncRetryTransport", "RetryTransport"]
 
@@ -36,27 +32,10 @@ class RetryTransport(SyncDriver, httpx2.BaseTransport):
     """:class:`xretry.RetryTransport` for httpx2 (default inner: ``httpx2.HTTPTransport()``)."""
 
     def __init__(
-        self,
-        transport: httpx2.BaseTransport | None = None,
-        *,
-        policy: RetryPolicy | None = None,
-        poll: PollPolicy | Literal[False] | None = None,
-        gate: Gate | None = None,
-        hooks: Iterable[RetryHook] | None = None,
-        sleep: Callable[[float], None] | None = None,
-        clock: Callable[[], float] | None = None,
+        self, transport: httpx2.BaseTransport | None = None, **options: Unpack[SyncOptions]
     ) -> None:
-        super().__init__(
-            httpx2.HTTPTransport() if transport is None else transport,
-            policy=policy,
-            poll=poll,
-            gate=gate,
-            hooks=hooks,
-            sleep=sleep,
-            clock=clock,
-        )
-
-    _buffered = httpx2.ByteStream
+        inner = httpx2.HTTPTransport() if transport is None else transport
+        super().__init__(inner, httpx2.ByteStream, **options)
 
     if TYPE_CHECKING:
 
@@ -67,27 +46,10 @@ class AsyncRetryTransport(AsyncDriver, httpx2.AsyncBaseTransport):
     """:class:`xretry.AsyncRetryTransport` for httpx2 (default: ``httpx2.AsyncHTTPTransport()``)."""
 
     def __init__(
-        self,
-        transport: httpx2.AsyncBaseTransport | None = None,
-        *,
-        policy: RetryPolicy | None = None,
-        poll: PollPolicy | Literal[False] | None = None,
-        gate: Gate | None = None,
-        hooks: Iterable[RetryHook] | None = None,
-        sleep: Callable[[float], Awaitable[None]] | None = None,
-        clock: Callable[[], float] | None = None,
+        self, transport: httpx2.AsyncBaseTransport | None = None, **options: Unpack[AsyncOptions]
     ) -> None:
-        super().__init__(
-            httpx2.AsyncHTTPTransport() if transport is None else transport,
-            policy=policy,
-            poll=poll,
-            gate=gate,
-            hooks=hooks,
-            sleep=sleep,
-            clock=clock,
-        )
-
-    _buffered = httpx2.ByteStream
+        inner = httpx2.AsyncHTTPTransport() if transport is None else transport
+        super().__init__(inner, httpx2.ByteStream, **options)
 
     if TYPE_CHECKING:
 
