@@ -337,6 +337,23 @@ def test_create_under_no_wait_records_first_delay_then_gaps(
     assert clock.slept == []
 
 
+@pytest.mark.anyio
+async def test_sync_and_async_create_record_the_same_waits_under_no_wait(
+    flavour: Flavour, clock: FakeClock
+) -> None:
+    """One pause for both pollers: a zero first_delay is no wait, sync and async alike (the async
+    poller once recorded a 0.0 the sync one did not)."""
+    poll = POLL.replace(first_delay=0.0)
+    with no_wait() as sync_schedule:
+        api = Api(flavour, poll=[202, 200])
+        assert sync_poller(flavour, api, clock, poll=poll).create(**CHAT) == COMPLETION
+    with no_wait() as async_schedule:
+        api = Api(flavour, poll=[202, 200])
+        assert await async_poller(flavour, api, clock, poll=poll).create(**CHAT) == COMPLETION
+    schedules = [sync_schedule.delays, async_schedule.delays]
+    assert schedules[0] == schedules[1] == [1.0]
+
+
 @pytest.mark.parametrize(
     ("timeout", "polls", "waited"), [(None, 4, 7.0), (3.0, 2, 1.0), (0.5, 1, 0.0)]
 )

@@ -26,6 +26,7 @@ import pytest
 import xretry
 from xretry import Gate, GateSettings, MemoryGateBackend, PollPolicy, RetryPolicy, _pacing
 from xretry._gate import own_gate, signals
+from xretry._headers import refill_rate, shared_wait
 from xretry._pacing import (
     _MIN_SPAN,
     _SLOW_DOUBLING,
@@ -34,7 +35,6 @@ from xretry._pacing import (
     _SLOW_WINDOW,
     GateState,
 )
-from xretry._headers import refill_rate, shared_wait
 
 from .conftest import FakeClock, Flavour
 

@@ -15,6 +15,7 @@ import anyio
 import pytest
 
 import xretry
+import xretry.httpx2
 from xretry import RetryPolicy, Verdict
 
 from .conftest import FLAVOURS, FakeClock, Flavour
@@ -658,3 +659,28 @@ async def test_a_cancelled_429_body_read_closes_the_response(flavour: Flavour) -
         with anyio.move_on_after(0.05):
             await client.get(MODELS)
     assert closed == [True]
+
+
+def test_the_four_transports_take_the_same_typed_options() -> None:
+    """Typed, not through a Flavour's ``Any``: mypy --strict checks these calls, so an option typed
+    apart (httpx2's ``gate`` once took no ``False``) fails the build."""
+    clock = FakeClock()
+    policy = xretry.RetryPolicy(max_attempts=2)
+    hooks: list[xretry.RetryHook] = []
+    transports = (
+        xretry.RetryTransport(
+            policy=policy, poll=False, gate=False, hooks=hooks, sleep=clock.sleep, clock=clock
+        ),
+        xretry.httpx2.RetryTransport(
+            policy=policy, poll=False, gate=False, hooks=hooks, sleep=clock.sleep, clock=clock
+        ),
+        xretry.AsyncRetryTransport(
+            policy=policy, poll=False, gate=False, hooks=hooks, sleep=clock.asleep, clock=clock
+        ),
+        xretry.httpx2.AsyncRetryTransport(
+            policy=policy, poll=False, gate=False, hooks=hooks, sleep=clock.asleep, clock=clock
+        ),
+    )
+    for transport in transports:
+        assert transport.gate is None
+        assert transport.policy is policy
