@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 __all__ = [
     "RESERVE",
     "SEND",
+    "FIRST_TRY",
     "AttemptRecord",
     "Attempts",
     "Close",
@@ -188,14 +189,14 @@ class RetryHistory:
 
 
 #: First-try successes share one immutable history per status: the success path allocates nothing.
-_FIRST_TRY: dict[int, RetryHistory] = {}
+FIRST_TRY: dict[int, RetryHistory] = {}
 
 
 def first_try_history(status_code: int) -> RetryHistory:
-    history = _FIRST_TRY.get(status_code)
+    history = FIRST_TRY.get(status_code)
     if history is None:
         record = AttemptRecord(1, status_code, None, Verdict.SUCCESS, "first try")
-        history = _FIRST_TRY.setdefault(status_code, RetryHistory((record,)))
+        history = FIRST_TRY.setdefault(status_code, RetryHistory((record,)))
     return history
 
 

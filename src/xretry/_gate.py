@@ -120,7 +120,7 @@ class MemoryGateBackend:
 
     def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._lock = threading.Lock()
-        self._clock = clock
+        self.clock = clock
         self.state = GateState()
 
     @property
@@ -132,7 +132,7 @@ class MemoryGateBackend:
         return self.state.limited
 
     def reserve(self, settings: GateSettings) -> float:
-        state, now = self.state, self._clock()
+        state, now = self.state, self.clock()
         if state.idle(now):  # no lock: the count of outstanding requests is only a heuristic
             state.outstanding += 1
             return 0.0
@@ -142,7 +142,7 @@ class MemoryGateBackend:
     def observe(
         self, settings: GateSettings, status: int | None, wait: float | None, rate: float | None
     ) -> None:
-        state, now = self.state, self._clock()
+        state, now = self.state, self.clock()
         if state.teaches_nothing(now, status, wait, rate):  # no lock, as in reserve()
             if state.outstanding > 0:
                 state.outstanding -= 1
@@ -175,7 +175,7 @@ class Gate:
     sharing one key; ``clock`` is for the default in-memory backend.
     """
 
-    __slots__ = ("_backend", "_booking_settings", "budget", "local", "settings")
+    __slots__ = ("_backend", "_booking_settings", "_memory", "budget", "local", "settings")
 
     def __init__(
         self,
@@ -216,8 +216,9 @@ class Gate:
         self._booking_settings = replace(self.settings, horizon=None)
         self.budget = budget
         self._backend: GateBackend = MemoryGateBackend(clock=clock) if backend is None else backend
+        self._memory = self._backend if isinstance(self._backend, MemoryGateBackend) else None
         #: The state is in this process (no I/O): async callers may reserve and observe directly.
-        self.local = isinstance(self._backend, MemoryGateBackend)
+        self.local = self._memory is not None
 
     @property
     def backend(self) -> GateBackend:
@@ -239,6 +240,12 @@ class Gate:
         """Claim the next slot: seconds to wait before sending (often 0); or, negative, seconds
         after which to ask again (the caller is too far back in the queue to book a slot yet).
         :func:`xretry._core.through_gate` does this dance for a caller."""
+        memory = self._memory
+        if memory is not None:  # the common case first: idle, no lock, no settings
+            state = memory.state
+            if state.idle(memory.clock()):
+                state.outstanding += 1
+                return 0.0
         return self._backend.reserve(self._settings_now())
 
     async def areserve(self) -> float:
@@ -250,12 +257,20 @@ class Gate:
         return self._booking_settings if _testing.active() is not None else self.settings
 
     def observe(
-        self, status_code: int | None, *, wait: float | None = None, rate: float | None = None
+        self, status_code: int | None, wait: float | None = None, rate: float | None = None
     ) -> None:
         """Learn from an outcome: a status (``None`` for a transport failure), the certain part of
         a 429's requested wait, and the refill rate the ``x-ratelimit-*`` headers imply."""
-        if self.budget is not None and status_code is not None and status_code < 400:
-            self.budget.on_success()
+        budget = self.budget
+        if budget is not None and status_code is not None and status_code < 400:
+            budget.on_success()
+        memory = self._memory
+        if memory is not None:  # the common case first: nothing to learn, no lock, no settings
+            state = memory.state
+            if state.teaches_nothing(memory.clock(), status_code, wait, rate):
+                if state.outstanding > 0:
+                    state.outstanding -= 1
+                return
         self._backend.observe(self.settings, status_code, wait, rate)
 
     async def aobserve(

@@ -45,6 +45,7 @@ from ._classify import (
     needs_body,
 )
 from ._core import (
+    FIRST_TRY,
     SEND,
     Close,
     Observe,
@@ -111,21 +112,18 @@ class AsyncOptions(TransportOptions, total=False):
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
-    """How one request is to be sent, decided before the first attempt."""
+    """How one request is to be sent, decided before the first attempt (one shared instance for
+    the common case: the transport's policy, no polling, a buffered body, no deadline)."""
 
     policy: RetryPolicy
     #: The polling schedule for a deferred-completion GET, else ``None``.
-    poll: PollPolicy | None
+    poll: PollPolicy | None = None
     #: A GET of the deferred-completion endpoint (a 202 there means "not ready").
-    polls: bool
+    polls: bool = False
     #: The body can be sent again.
-    replayable: bool
+    replayable: bool = True
     #: The caller's extensions, put back after the call, when attempts carry their own.
-    caller: dict[str, Any] | None
-    start: float
-    #: The gate's first answer: 0.0 to go now; a wait; ``None`` when the backend is asked in the
-    #: loop (it does I/O).
-    wait: float | None
+    caller: dict[str, Any] | None = None
 
     @property
     def limit(self) -> float | None:
@@ -162,6 +160,7 @@ class _HttpDriver:
         self._poll: PollPolicy | None = (
             _DEFAULT_POLL if poll is None else (None if poll is False else poll)
         )
+        self._plain = _Plan(self._policy)
         self._hooks = as_hooks(options.get("hooks"))
         self._clock = time.monotonic if clock is None else clock
         self._gate = own_gate(options.get("gate"), self._clock)
@@ -171,6 +170,10 @@ class _HttpDriver:
         #: so requests are checked for its retry marker (until one is found and reported).
         self._armed = False
         self._warned = False
+        #: The server has sent ``x-ratelimit-*`` headers; until it has, successes are counted and
+        #: only every ``_HINT_EVERY``-th is looked at (see ``_told``).
+        self._hinted = False
+        self._unhinted = 0
 
     @property
     def policy(self) -> RetryPolicy:
@@ -212,23 +215,32 @@ class _HttpDriver:
         # Decided before sending: a transport may buffer a one-shot body while sending it.
         stream = request.stream
         replayable = isinstance(stream, self._buffered) or _replayable_other(self, stream)
-        polls = _polls(request)
+        # A deferred-completion poll? The cheap checks first: the common case is "no".
+        polls = (
+            request.method == "GET"
+            and b"deferred-completion" in request.url.raw_path
+            and is_deferred_poll(request.method, request.url.path)
+        )
         poll = self._poll_for(request, policy) if polls else None
         limit = policy.deadline if poll is None else poll.timeout
-        caller = None
-        if limit is not None:
-            given = extensions.get("timeout")
-            timeouts = capped_timeouts(given if isinstance(given, dict) else {}, limit)
-            request.extensions = {**extensions, "timeout": timeouts}
-            caller = extensions
-        start = self._clock()
-        wait: float | None = 0.0
+        if limit is None:
+            if policy is self._policy and replayable and not polls:
+                return self._plain
+            return _Plan(policy, poll, polls, replayable)
+        given = extensions.get("timeout")
+        timeouts = capped_timeouts(given if isinstance(given, dict) else {}, limit)
+        request.extensions = {**extensions, "timeout": timeouts}
+        return _Plan(policy, poll, polls, replayable, extensions)
+
+    def _reserve(self, request: Any, plan: _Plan) -> float | None:
+        """Admission (a fail-fast retry budget) and the gate's first answer: 0.0 to go now, a wait,
+        or ``None`` when the gate's backend does I/O and is asked in the loop instead."""
         gate = self._gate
-        if gate is not None:
-            if gate.budget is not None and not polls:
-                self._admit(request, gate)
-            wait = gate.reserve() if gate.local else None
-        return _Plan(policy, poll, polls, replayable, caller, start, wait)
+        if gate is None:
+            return 0.0
+        if gate.budget is not None and not plan.polls:
+            self._admit(request, gate)
+        return gate.reserve() if gate.local else None
 
     def _poll_for(self, request: Any, policy: RetryPolicy) -> PollPolicy | None:
         """The polling schedule for a deferred-completion GET, or ``None`` (202 is final)."""
@@ -273,37 +285,56 @@ class _HttpDriver:
 
     def _succeeded(self, request: Any, plan: _Plan, response: Any) -> bool:
         """The success path's end: a first answer that needs no retry, with the gate told (only
-        ever a local gate here: see ``_Plan.wait``)."""
+        ever a local gate here: see ``_reserve``)."""
         status = response.status_code
         if status >= 400 or (status == 202 and plan.polls):
             return False
         gate = self._gate
         if gate is not None:
-            gate.observe(status, rate=_told(plan, response))
-        response.extensions["xretry"] = first_try_history(status)
+            gate.observe(status, None, self._told(plan, response))
+        response.extensions["xretry"] = FIRST_TRY.get(status) or first_try_history(status)
         return True
 
-    def _steps(self, request: Any, plan: _Plan, first: Any) -> Steps[Any]:
-        """Everything but the success path: the gate's wait before the first attempt (``first``
-        is ``None`` until it is sent), then the retry loop."""
+    def _told(self, plan: _Plan, response: Any) -> float | None:
+        """The refill rate a success's ``x-ratelimit-*`` headers tell the gate, if any.
+
+        A server that sends these headers sends them on every response, and they only matter once
+        a bucket is half used, which lasts many responses: so until the first one is seen, only
+        the first success and every ``_HINT_EVERY``-th after it are looked at (a header lookup
+        costs about a third of the success path's time).
+        """
+        if not self._hinted:
+            self._unhinted += 1
+            if self._unhinted % _HINT_EVERY != 1:
+                return None
+            if "x-ratelimit-limit-requests" not in response.headers:
+                return None
+            self._hinted = True
+        return signals(response.status_code, response.headers, now=0.0, policy=plan.policy)[1]
+
+    def _steps(
+        self, request: Any, plan: _Plan, start: float, *, wait: float | None, first: Any
+    ) -> Steps[Any]:
+        """Everything but the success path: the gate's wait (``wait``, its first answer) before
+        the first attempt (``first`` is ``None`` until it is sent), then the retry loop."""
         gate = self._gate
         if first is None:
             if gate is not None:
                 url = display_url(request)
-                yield from through_gate(gate, None, limit=plan.limit, what=url, first=plan.wait)
-                self._recap(request, plan)
+                yield from through_gate(gate, None, limit=plan.limit, what=url, first=wait)
+                self._recap(request, plan, start)
             first = yield SEND
             if not isinstance(first, BaseException):
                 status = first.status_code
                 if status < 400 and not (status == 202 and plan.polls):
                     if gate is not None:
-                        yield Observe(status, None, _told(plan, first))
+                        yield Observe(status, None, self._told(plan, first))
                     first.extensions["xretry"] = first_try_history(status)
                     return first
         call = RetryCall(
             policy=plan.policy,
             target=Target.of_request(request, request_secrets(request)),
-            start=plan.start,
+            start=start,
             clock=self._clock,
             hooks=self._hooks,
             poll=plan.poll,
@@ -320,13 +351,13 @@ class _HttpDriver:
         outcome.extensions["xretry"] = history
         return outcome
 
-    def _recap(self, request: Any, plan: _Plan) -> None:
+    def _recap(self, request: Any, plan: _Plan, start: float) -> None:
         """After a wait at the gate, cap the first attempt's timeouts at what the deadline has
         left (``_plan`` capped them at all of it)."""
         limit = plan.limit
         if limit is None:
             return
-        elapsed = self._clock() - plan.start
+        elapsed = self._clock() - start
         if elapsed > 0:
             left = max(limit - elapsed, 0.001)
             timeouts = capped_timeouts(plan.caller_timeouts() or {}, left)
@@ -336,9 +367,8 @@ class _HttpDriver:
         return f"{type(self).__name__}(transport={self._transport!r}, policy={self._policy!r})"
 
 
-def _told(plan: _Plan, response: Any) -> float | None:
-    """The refill rate a success's ``x-ratelimit-*`` headers tell the gate, if any."""
-    return signals(response.status_code, response.headers, now=0.0, policy=plan.policy)[1]
+#: Until a server has sent ``x-ratelimit-*`` headers, one success in this many is looked at.
+_HINT_EVERY = 8
 
 
 class _HttpAttempts:
@@ -393,13 +423,6 @@ class _HttpAttempts:
         timeouts = call.timeouts(self.plan.caller_timeouts())
         if timeouts is not None:
             self.request.extensions = {**self.request.extensions, "timeout": timeouts}
-
-
-def _polls(request: Any) -> bool:
-    """A GET of the deferred-completion endpoint (a cheap check first: the common case)."""
-    if request.method != "GET" or b"deferred-completion" not in request.url.raw_path:
-        return False
-    return is_deferred_poll(request.method, request.url.path)
 
 
 def _replayable_other(driver: _HttpDriver, stream: Any) -> bool:
@@ -467,9 +490,11 @@ class SyncDriver(_HttpDriver):
         plan = self._plan(request)
         if plan is None:
             return self._transport.handle_request(request)
+        start = self._clock()
+        wait = self._reserve(request, plan)
         try:
             first = None
-            if plan.wait == 0.0:  # the success path: one send, nothing built
+            if wait == 0.0:  # the success path: one send, nothing built
                 try:
                     first = self._transport.handle_request(request)
                 except Exception as exc:
@@ -478,7 +503,8 @@ class SyncDriver(_HttpDriver):
                     if self._succeeded(request, plan, first):
                         return first
             send = functools.partial(self._transport.handle_request, request)
-            return run(self._steps(request, plan, first), send, self._sleep, self._gate)
+            steps = self._steps(request, plan, start, wait=wait, first=first)
+            return run(steps, send, self._sleep, self._gate)
         finally:
             if plan.caller is not None:
                 request.extensions = plan.caller
@@ -507,9 +533,11 @@ class AsyncDriver(_HttpDriver):
         plan = self._plan(request)
         if plan is None:
             return await self._transport.handle_async_request(request)
+        start = self._clock()
+        wait = self._reserve(request, plan)
         try:
             first = None
-            if plan.wait == 0.0:
+            if wait == 0.0:  # the success path: one send, nothing built
                 try:
                     first = await self._transport.handle_async_request(request)
                 except Exception as exc:
@@ -518,7 +546,8 @@ class AsyncDriver(_HttpDriver):
                     if self._succeeded(request, plan, first):
                         return first
             send = functools.partial(self._transport.handle_async_request, request)
-            return await arun(self._steps(request, plan, first), send, self._sleep, self._gate)
+            steps = self._steps(request, plan, start, wait=wait, first=first)
+            return await arun(steps, send, self._sleep, self._gate)
         finally:
             if plan.caller is not None:
                 request.extensions = plan.caller
