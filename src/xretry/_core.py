@@ -31,7 +31,7 @@ from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
 from . import _testing
-from ._classify import Decision, Verdict, response_of
+from ._classify import Decision, Verdict, error_summary, response_of
 from ._errors import redact
 from ._hooks import EventKind, RetryEvent, RetryHook, emit
 from ._policy import PollPolicy, RetryPolicy
@@ -443,10 +443,7 @@ class RetryCall:
         number = len(self._records) + 1
         why = reason or decision.reason
         if isinstance(outcome, BaseException):
-            first_line = str(outcome).partition("\n")[0]
-            if len(first_line) > 300:
-                first_line = first_line[:297] + "..."
-            error = redact(f"{type(outcome).__name__}: {first_line}", self.secrets)
+            error = redact(error_summary(outcome), self.secrets)
             return AttemptRecord(number, None, error, decision.verdict, why, delay)
         status = getattr(outcome, "status_code", None)
         return AttemptRecord(number, status, None, decision.verdict, why, delay)

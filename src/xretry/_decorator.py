@@ -27,6 +27,7 @@ from ._errors import RetryBudgetExhaustedError, display_url, request_secrets
 from ._gate import Gate, apass_gate, learned_status, own_gate, pass_gate, signals
 from ._hooks import RetryHook, as_hooks
 from ._policy import RetryPolicy, check_policy
+from ._sdk_retries import check_sdk_retries
 from ._transport import OUTER_CALL
 
 __all__ = ["retry"]
@@ -78,6 +79,7 @@ class _Retrier:
     def classify(self, exc: Exception) -> tuple[Decision, int | None, float | None, float | None]:
         """The verdict, and what the failure's response (if it carries one) tells the gate:
         ``(decision, status, shared wait, refill rate)``."""
+        check_sdk_retries(exc, self)  # the xai-sdk's channel may have retried underneath
         request = request_of(exc)
         # Without a request to say otherwise, a call is assumed to be a billed POST: a failure
         # after sending is not repeated unless the policy lists POST as idempotent.
