@@ -256,7 +256,9 @@ def classify_exception(
     :class:`APIStatusError`, an SDK's status error) is classified by that response; a wrapper
     (the openai SDK's ``APIConnectionError``) by the exception it wraps; a gRPC error (the
     xai-sdk's) by its status code: UNAVAILABLE and RESOURCE_EXHAUSTED retry (unless the details say
-    the credits are spent), INVALID_ARGUMENT, UNAUTHENTICATED, PERMISSION_DENIED, NOT_FOUND don't.
+    the credits are spent), INTERNAL retries as an HTTP 500 does, INVALID_ARGUMENT,
+    UNAUTHENTICATED, PERMISSION_DENIED, NOT_FOUND don't. xretry's ``DeferredError`` is FATAL
+    whatever it wraps: its job was submitted, and running the call again would submit another.
 
     Connection failures before the request was sent are retried for every method. Failures after
     it may have reached the server are retried only for ``policy.idempotent_methods`` (POST is not
