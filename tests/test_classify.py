@@ -140,7 +140,7 @@ def test_429_with_unread_body_is_a_rate_limit() -> None:
 
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
-@pytest.mark.parametrize("status", [500, 502, 503, 504, 408])
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 529, 408])
 def test_transient_statuses_retry(status: int, method: str) -> None:
     decision = decide(status, method=method, headers={"retry-after": "2"})
     assert decision.verdict is Verdict.RETRY

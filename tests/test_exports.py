@@ -22,6 +22,8 @@ PUBLIC_MODULES = [xretry, xretry.httpx2, xretry.testing]
 #: The optional extras' modules, when their package is installed (the dev group has them all).
 if importlib.util.find_spec("redis") is not None:
     PUBLIC_MODULES.append(importlib.import_module("xretry.redis"))
+if importlib.util.find_spec("xai_sdk") is not None:
+    PUBLIC_MODULES.append(importlib.import_module("xretry.xai_sdk"))
 
 
 @pytest.mark.parametrize("module", PUBLIC_MODULES, ids=lambda m: m.__name__)
@@ -102,3 +104,19 @@ def test_xretry_redis_without_redis_says_what_to_install(monkeypatch: pytest.Mon
         monkeypatch.delitem(sys.modules, name, raising=False)
     with pytest.raises(ImportError, match=r"pip install 'xretry\[redis\]'"):
         importlib.import_module("xretry.redis")
+
+
+def test_import_xretry_does_not_import_grpc_or_the_xai_sdk() -> None:
+    code = "import sys, xretry; print('grpc' in sys.modules, 'xai_sdk' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False False"
+
+
+def test_xretry_xai_sdk_without_the_sdk_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "xai_sdk", None)
+    monkeypatch.setitem(sys.modules, "xai_sdk.chat", None)
+    monkeypatch.delitem(sys.modules, "xretry.xai_sdk", raising=False)
+    with pytest.raises(ImportError, match=r"pip install xai-sdk"):
+        importlib.import_module("xretry.xai_sdk")

@@ -26,7 +26,7 @@ def test_defaults() -> None:
     assert policy.jitter == 1.0
     assert policy.deadline is None
     assert policy.max_retry_after == 60.0
-    assert policy.retry_statuses == frozenset({408, 429, 500, 502, 503, 504})
+    assert policy.retry_statuses == frozenset({408, 429, 500, 502, 503, 504, 529})
     assert policy.idempotent_methods == frozenset(
         {"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"}
     )

@@ -35,6 +35,8 @@ from xretry import RetryPolicy
 from xretry.emulator import EmulatorApp, EmulatorServer, Fault, Scenario
 from xretry.testing import no_wait
 
+from ._http_script import REPLY as STREAMED
+from ._http_script import ScriptedServer, openai_error
 from .conftest import FakeClock
 
 OPENAI_MAJOR = int(openai.__version__.split(".")[0])
@@ -507,3 +509,49 @@ def test_decorator_over_an_xretry_transport_reports_sdk_retries(
             ask()
     assert stats(server)["sdk_retries"] > 0
     assert len(sdk_warnings(caplog)) == 1
+
+
+# -- streaming, on a scripted loopback server ------------------------------------------------------
+
+OVERLOADED_503 = openai_error(503, "server_error", "The server is overloaded")
+RATE_LIMITED_429 = openai_error(
+    429, "rate_limit_error", "Rate limit reached", **{"retry-after": "1"}
+)
+
+
+@pytest.fixture
+def scripted() -> Iterator[ScriptedServer]:
+    with ScriptedServer("openai") as running:
+        yield running
+
+
+def test_streaming_after_a_503_and_a_429(stack: Stack, scripted: ScriptedServer) -> None:
+    scripted.queue(OVERLOADED_503, RATE_LIMITED_429)
+    client = sync_client(stack, scripted)  # type: ignore[arg-type]
+    with client, no_wait():
+        stream = client.chat.completions.create(model="grok-4", messages=MESSAGES, stream=True)
+        with stream:
+            text = "".join(chunk.choices[0].delta.content or "" for chunk in stream)
+    assert text == STREAMED
+    assert scripted.count == 3
+    assert scripted.sdk_retries == 0
+
+
+@pytest.mark.anyio
+# asyncio only: after "[DONE]" openai's AsyncStream leaves its SSE generators unexhausted, and
+# trio's async-generator finalizer reports that as a ResourceWarning (an error in this suite).
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_async_streaming_after_a_503_and_a_429(
+    stack: Stack, scripted: ScriptedServer
+) -> None:
+    scripted.queue(OVERLOADED_503, RATE_LIMITED_429)
+    client = async_client(stack, scripted)  # type: ignore[arg-type]
+    async with client:
+        with no_wait():
+            stream = await client.chat.completions.create(
+                model="grok-4", messages=MESSAGES, stream=True
+            )
+            async with stream:
+                text = "".join([c.choices[0].delta.content or "" async for c in stream])
+    assert text == STREAMED
+    assert scripted.count == 3

@@ -33,6 +33,8 @@ __all__ = [
     "classify",
     "classify_exception",
     "classify_response",
+    "error_summary",
+    "grpc_status",
     "is_deferred_poll",
     "is_quota_exhausted",
     "needs_body",
@@ -179,9 +181,13 @@ _FAILURES: dict[str, str] = {
 }
 
 #: gRPC status codes (the xai-sdk's errors), by name: no grpc import needed.
+#: DEADLINE_EXCEEDED is "sent": the call may have been processed (and billed) when the deadline
+#: struck. A gRPC error names no HTTP method, so it is judged as a billed POST everywhere (the
+#: decorator, and ``classify`` without ``method=``): not retried unless POST is idempotent.
 _GRPC: dict[str, str] = {
     "UNAVAILABLE": "unsent",  # the server did not take the call; safe for every method
     "RESOURCE_EXHAUSTED": "limited",  # gRPC's 429
+    "INTERNAL": "500",  # what an HTTP 500 becomes over gRPC: retried as a 500 is
     "DEADLINE_EXCEEDED": "sent",
     "INVALID_ARGUMENT": "fatal",
     "UNAUTHENTICATED": "fatal",
@@ -192,8 +198,9 @@ _GRPC: dict[str, str] = {
 }
 
 
-def _grpc_status(exc: BaseException) -> tuple[str, str] | None:
-    """``(code name, details)`` for a gRPC error (``exc.code()`` returning a StatusCode)."""
+def grpc_status(exc: BaseException) -> tuple[str, str] | None:
+    """``(code name, details)`` for a gRPC error (``exc.code()`` returning a StatusCode), or
+    ``None`` for anything else. Only the codes the classifier knows count (not OK, say)."""
     code = getattr(exc, "code", None)
     if not callable(code):
         return None
@@ -205,6 +212,34 @@ def _grpc_status(exc: BaseException) -> tuple[str, str] | None:
     if not isinstance(name, str) or name not in _GRPC:
         return None
     return name, details if isinstance(details, str) else ""
+
+
+#: Longest exception text kept for one attempt in a give-up note.
+_SUMMARY = 300
+
+#: An API key echoed in a gRPC error's details (``xai-...``, ``sk-...``): a long run of key
+#: characters with at least one digit, so ``xai-sdk-version`` is left alone.
+_KEY_LIKE = re.compile(r"\b(?:xai|sk)-(?=[A-Za-z0-9_-]*[0-9])[A-Za-z0-9_-]{16,}")
+
+
+def error_summary(exc: BaseException) -> str:
+    """One line naming an exception for an attempt record: ``Type: first line of str()``.
+
+    A gRPC error's ``str()`` opens with ``<_InactiveRpcError of RPC that terminated with:``,
+    which names nothing: its status code and details are used instead. Not redacted: the caller
+    masks its secrets.
+    """
+    grpc = grpc_status(exc)
+    if grpc is not None:
+        code, details = grpc
+        # No request, so no known key to mask: mask anything shaped like an API key instead.
+        details = _KEY_LIKE.sub("***", " ".join(details.split()))
+        text = f"{code}: {details}" if details else code
+    else:
+        text = str(exc).partition("\n")[0]
+    if len(text) > _SUMMARY:
+        text = text[: _SUMMARY - 3] + "..."
+    return f"{type(exc).__name__}: {text}"
 
 
 def classify_exception(
@@ -221,7 +256,9 @@ def classify_exception(
     :class:`APIStatusError`, an SDK's status error) is classified by that response; a wrapper
     (the openai SDK's ``APIConnectionError``) by the exception it wraps; a gRPC error (the
     xai-sdk's) by its status code: UNAVAILABLE and RESOURCE_EXHAUSTED retry (unless the details say
-    the credits are spent), INVALID_ARGUMENT, UNAUTHENTICATED, PERMISSION_DENIED, NOT_FOUND don't.
+    the credits are spent), INTERNAL retries as an HTTP 500 does, INVALID_ARGUMENT,
+    UNAUTHENTICATED, PERMISSION_DENIED, NOT_FOUND don't. xretry's ``DeferredError`` is FATAL
+    whatever it wraps: its job was submitted, and running the call again would submit another.
 
     Connection failures before the request was sent are retried for every method. Failures after
     it may have reached the server are retried only for ``policy.idempotent_methods`` (POST is not
@@ -242,7 +279,11 @@ def classify_exception(
         )
     name = type(exc).__name__
     kind = "fatal"
-    grpc = _grpc_status(exc)
+    grpc = grpc_status(exc)
+    if any(cls.__name__ == "DeferredError" for cls in type(exc).__mro__):
+        # xretry's own: a deferred job was submitted (and billed) already. Whatever failed under
+        # it (its __cause__), running the call again would submit a second job.
+        return Decision(Verdict.FATAL, f"{name}: the deferred job was submitted; not resubmitted")
     if grpc is not None:
         code, details = grpc
         name = f"{name} {code}"
@@ -251,6 +292,14 @@ def classify_exception(
             if _QUOTA_BODY.search(details.encode("utf-8", "replace")[:_QUOTA_SCAN]):
                 return Decision(Verdict.FATAL, f"{name}: credits or spending limit exhausted")
             kind = "unsent"  # like a 429: the call was not processed
+        elif kind == "500":
+            if 500 not in policy.retry_statuses:
+                return Decision(Verdict.FATAL, f"{name} (HTTP 500): not retryable")
+            if not replayable:
+                return Decision(
+                    Verdict.FATAL, f"{name}: request body is a one-shot stream, not replayable"
+                )
+            return Decision(Verdict.RETRY, f"{name} (HTTP 500)")
     else:
         for cls in type(exc).__mro__:
             found = _FAILURES.get(cls.__name__)
@@ -306,7 +355,12 @@ def classify(
     policy = _DEFAULT_POLICY if policy is None else policy
     if isinstance(outcome, BaseException):
         request = request_of(outcome)
-        verb = method or (request.method if request is not None else "GET")
+        if method:
+            verb = method
+        elif request is not None:
+            verb = request.method
+        else:  # a gRPC call names no method: a billed generation, as the decorator judges it
+            verb = "POST" if grpc_status(outcome) is not None else "GET"
         return classify_exception(outcome, method=verb, policy=policy)
     request = request_of(outcome)
     verb = method or (request.method if request is not None else "GET")

@@ -36,7 +36,7 @@ from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
 from . import _testing
-from ._classify import Decision, Verdict, response_of
+from ._classify import Decision, Verdict, error_summary, response_of
 from ._errors import GateTimeoutError
 from ._hooks import EventKind, RetryEvent, RetryHook, emit
 from ._policy import PollPolicy, RetryPolicy
@@ -567,10 +567,7 @@ class RetryCall:
         number = len(self._records) + 1
         why = reason or decision.reason
         if isinstance(outcome, BaseException):
-            first_line = str(outcome).partition("\n")[0]
-            if len(first_line) > 300:
-                first_line = first_line[:297] + "..."
-            error = redact(f"{type(outcome).__name__}: {first_line}", list(self.target.secrets))
+            error = redact(error_summary(outcome), list(self.target.secrets))
             return AttemptRecord(number, None, error, decision.verdict, why, delay)
         status = getattr(outcome, "status_code", None)
         status = status if isinstance(status, int) else None

@@ -28,6 +28,7 @@ from ._hooks import RetryHook, as_hooks
 from ._outer import OUTER_CALL
 from ._policy import RetryPolicy, check_policy
 from ._redact import request_secrets
+from ._sdk_retries import check_sdk_retries
 
 __all__ = ["retry"]
 
@@ -107,6 +108,7 @@ class _Retrier:
                 yield Observe(200)
             return _SUCCESS
         assert isinstance(outcome, Exception)
+        check_sdk_retries(outcome, self)  # the xai-sdk's channel may have retried underneath
         request = request_of(outcome)
         # Without a request to say otherwise, a call is assumed to be a billed POST: a failure
         # after sending is not repeated unless the policy lists POST as idempotent.

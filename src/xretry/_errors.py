@@ -20,16 +20,21 @@
      DeferredError                       request_id
       ├── DeferredTimeoutError            still not ready when the poll timeout ran out
       ├── DeferredNotFoundError           unknown, expired (24 h) or already fetched id
+      ├── DeferredPollError               a poll failed for good (xretry.xai_sdk); not resubmitted
       └── DeferredResultError             the 200 arrived but its body is not a completion
 
-Each ``hint`` is the solution column of xAI's status table. Messages, reprs and notes are built
-from the response with the request's API key masked out, whatever the server echoed back.
+Each ``hint`` is the solution column of xAI's status table, fitted to the host that answered: xAI's
+console, key variable and status page for api.x.ai and unknown hosts, Anthropic's or OpenAI's own
+for theirs (the same typed errors serve the anthropic and openai SDKs over an xretry transport).
+Messages, reprs and notes are built from the response with the request's API key masked out,
+whatever the server echoed back.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
 
 from ._classify import is_quota_exhausted
 from ._classify import status_text as _status_text
@@ -41,6 +46,7 @@ __all__ = [
     "BadRequestError",
     "DeferredError",
     "DeferredNotFoundError",
+    "DeferredPollError",
     "DeferredResultError",
     "DeferredTimeoutError",
     "GateTimeoutError",
@@ -62,6 +68,60 @@ __all__ = [
 
 STATUS_PAGE = "https://status.x.ai"
 
+
+@dataclass(frozen=True, slots=True)
+class _Provider:
+    """Where a user of one API fixes what a hint points at: console, key variable, status page."""
+
+    console_name: str
+    console: str
+    key: str
+    auth: str
+    status: str
+
+
+#: The default for api.x.ai and any host not known to be someone else's (a proxy, the emulator).
+_XAI = _Provider(
+    "xAI Console",
+    "https://console.x.ai",
+    "XAI_API_KEY",
+    "Authorization: Bearer <XAI_API_KEY>",
+    f"{STATUS_PAGE} (RSS: {STATUS_PAGE}/feed.xml)",
+)
+
+#: Other providers users reach through the same SDKs and transports, by host suffix.
+_PROVIDERS: tuple[tuple[str, _Provider], ...] = (
+    (
+        "anthropic.com",
+        _Provider(
+            "the Anthropic Console",
+            "https://console.anthropic.com",
+            "ANTHROPIC_API_KEY",
+            "x-api-key: <ANTHROPIC_API_KEY>",
+            "https://status.anthropic.com",
+        ),
+    ),
+    (
+        "openai.com",
+        _Provider(
+            "the OpenAI platform",
+            "https://platform.openai.com",
+            "OPENAI_API_KEY",
+            "Authorization: Bearer <OPENAI_API_KEY>",
+            "https://status.openai.com",
+        ),
+    ),
+)
+
+
+def _provider(host: str | None) -> _Provider:
+    host = (host or "").lower().rstrip(".")
+    for suffix, provider in _PROVIDERS:
+        if host == suffix or host.endswith("." + suffix):
+            return provider
+    return _XAI
+
+
 #: Longest message kept from a body: enough for any real error text, bounded for HTML pages.
 _MAX_MESSAGE = 500
 
@@ -80,6 +140,22 @@ class APIStatusError(XRetryError):
     status_code: int
     #: Solution column of xAI's status table for this status.
     default_hint: str = "Check the request against the API reference."
+    #: The hint with the provider's console, key variable and status page left as ``{fields}``
+    #: of ``_Provider``, for the hints that name them; ``default_hint`` is its xAI rendering.
+    _hint_template: ClassVar[str | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "_hint_template" in cls.__dict__ and cls._hint_template is not None:
+            cls.default_hint = cls.hint_for(None)
+
+    @classmethod
+    def hint_for(cls, host: str | None) -> str:
+        """This error's hint for a response from ``host``: xAI's for api.x.ai and unknown hosts,
+        Anthropic's or OpenAI's console, key variable and status page for their hosts."""
+        if cls._hint_template is None:
+            return cls.default_hint
+        return cls._hint_template.format(**asdict(_provider(host)))
 
     def __init__(
         self,
@@ -241,6 +317,27 @@ class DeferredNotFoundError(DeferredError):
         )
 
 
+class DeferredPollError(DeferredError):
+    """Polling a submitted job failed for good (a gRPC error the retries could not get past, or a
+    FAILED / EXPIRED job). The job was submitted once; it is never submitted again for you.
+
+    ``__cause__`` is the last error; the classifier judges this error FATAL whatever its cause, so
+    an outer ``@xretry.retry`` does not run the submission again either.
+    """
+
+    def __init__(self, request_id: str, *, reason: str) -> None:
+        self.reason = reason
+        super().__init__(
+            f"polling deferred completion {request_id} failed: {reason}",
+            request_id=request_id,
+            hint=(
+                "The job was submitted (and is billed) once. Poll it again with "
+                "xretry.xai_sdk.defer(chat, request_id=...) within 24 hours of submission; "
+                "calling defer() without request_id would submit a second job."
+            ),
+        )
+
+
 class DeferredResultError(DeferredError):
     """The completion was fetched (and paid for) but its body could not be read as JSON.
 
@@ -267,9 +364,9 @@ class BadRequestError(APIStatusError):
 class InvalidAPIKeyError(BadRequestError):
     """400 whose body says the API key is wrong: xAI answers a bad key with 400, not 401."""
 
-    default_hint = (
-        "The API key was rejected: check the key in XAI_API_KEY (no quotes or whitespace); "
-        "you can create a new key on xAI Console (https://console.x.ai)."
+    _hint_template = (
+        "The API key was rejected: check the key in {key} (no quotes or whitespace); "
+        "you can create a new key on {console_name} ({console})."
     )
 
 
@@ -277,9 +374,8 @@ class AuthenticationError(APIStatusError):
     """401: no Authorization header, or a malformed token."""
 
     status_code = 401
-    default_hint = (
-        "Supply an 'Authorization: Bearer <XAI_API_KEY>' header. "
-        "You can get a new API key on xAI Console (https://console.x.ai)."
+    _hint_template = (
+        "Supply an '{auth}' header. You can get a new API key on {console_name} ({console})."
     )
 
 
@@ -322,9 +418,8 @@ class RateLimitError(APIStatusError):
     """429: the rate limit was reached (retries ran out, or the wait asked for was too long)."""
 
     status_code = 429
-    default_hint = (
-        "Reduce your request rate or increase your rate limit on xAI Console "
-        "(https://console.x.ai)."
+    _hint_template = (
+        "Reduce your request rate or increase your rate limit on {console_name} ({console})."
     )
 
 
@@ -332,9 +427,9 @@ class QuotaExhaustedError(APIStatusError):
     """429 saying the team's credits or monthly spending limit are used up. Never retried."""
 
     status_code = 429
-    default_hint = (
+    _hint_template = (
         "Your team is out of credits or at its monthly spending limit: add credits or raise the "
-        "limit on xAI Console (https://console.x.ai). Retrying will not help."
+        "limit on {console_name} ({console}). Retrying will not help."
     )
 
 
@@ -342,9 +437,8 @@ class ServerError(APIStatusError):
     """5xx: a failure on the server's side."""
 
     status_code = 500
-    default_hint = (
-        f"The API is having trouble; check {STATUS_PAGE} (RSS: {STATUS_PAGE}/feed.xml) for an "
-        "ongoing disruption, and retry later."
+    _hint_template = (
+        "The API is having trouble; check {status} for an ongoing disruption, and retry later."
     )
 
 
@@ -453,10 +547,12 @@ def error_for_response(response: Any, *, body: bytes | None = None) -> APIStatus
         cls = ServerError
     else:
         cls = _BY_STATUS.get(status, APIStatusError)
+    host = getattr(getattr(request, "url", None), "host", None)
     return cls(
         status_code=status,
         message=message,
         code=code,
+        hint=cls.hint_for(host if isinstance(host, str) else None),
         response=response,
         method=method,
         url=url,

@@ -23,8 +23,10 @@ __all__ = [
 
 #: Statuses that say "the work was not done, try again": 408 (the server timed out waiting for
 #: the request), 429 (rate limited: the request was *not* processed, so even a billed POST is safe
-#: to resend) and the gateway/overload family of 5xx. 501 and 505 are permanent and stay out.
-DEFAULT_RETRY_STATUSES: frozenset[int] = frozenset({408, 429, 500, 502, 503, 504})
+#: to resend) and the gateway/overload family of 5xx, with Anthropic's 529 "overloaded_error" (what
+#: its SDK retries, and what anthropic 2.x through an xretry transport would otherwise raise at
+#: once). 501 and 505 are permanent and stay out.
+DEFAULT_RETRY_STATUSES: frozenset[int] = frozenset({408, 429, 500, 502, 503, 504, 529})
 
 #: Methods safe to send again after a failure that happened *after* the request may have reached
 #: the server (read timeout, dropped connection). POST is deliberately absent: on the xAI API a
