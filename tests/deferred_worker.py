@@ -22,7 +22,8 @@ from typing import Any, TextIO
 
 import httpx
 
-from xretry import DeferredCompletions, PollPolicy, SQLiteDeferredStore
+from xretry import DeferredCompletions, PollPolicy
+from xretry.backends import SQLiteDeferredStore
 
 #: Must never reach the database file (the test reads its bytes).
 API_KEY = "xai-CANARY-crash-worker-93c1f0"

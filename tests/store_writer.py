@@ -26,7 +26,7 @@ import os
 import random
 from typing import Any
 
-from xretry import SQLiteDeferredStore
+from xretry.backends import SQLiteDeferredStore
 
 #: Result sizes: a small one, one near a page, one that spills over many overflow pages.
 SIZES = (48, 4000, 60_000)

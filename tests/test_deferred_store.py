@@ -21,7 +21,8 @@ import anyio.lowlevel
 import pytest
 
 import xretry
-from xretry import DeferredOutcome, DeferredStore, PollPolicy, SQLiteDeferredStore
+from xretry import DeferredOutcome, PollPolicy
+from xretry.backends import DeferredStore, SQLiteDeferredStore
 from xretry.emulator import EmulatorApp, Fault, Scenario
 from xretry.testing import no_wait
 
@@ -73,7 +74,7 @@ def store(open_store: OpenStore) -> DeferredStore:
 
 
 def test_lifecycle_pending_done_acknowledged(store: DeferredStore) -> None:
-    assert isinstance(store, xretry.DeferredStore)
+    assert isinstance(store, DeferredStore)
     store.add("a")
     store.add("b")
     assert store.pending() == ["a", "b"]

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from xretry import SQLiteDeferredStore
+from xretry.backends import SQLiteDeferredStore
 
 from . import store_writer
 

@@ -24,7 +24,7 @@ import anyio
 import pytest
 
 import xretry
-from xretry import Gate, GateSettings, MemoryGateBackend, PollPolicy, RetryPolicy, _pacing
+from xretry import Gate, PollPolicy, RetryPolicy, _pacing
 from xretry._gate import own_gate, signals
 from xretry._headers import refill_rate, shared_wait
 from xretry._pacing import (
@@ -35,6 +35,7 @@ from xretry._pacing import (
     _SLOW_WINDOW,
     GateState,
 )
+from xretry.backends import GateBackend, GateSettings, MemoryGateBackend
 
 from .conftest import FakeClock, Flavour
 
@@ -336,7 +337,7 @@ def test_the_backend_is_pluggable_and_shared(clock: FakeClock) -> None:
     assert first.reserve() == 3.0
     assert second.reserve() == 1.0  # each gate's own settings, one state
     assert first.backend is backend
-    assert isinstance(backend, xretry.GateBackend)
+    assert isinstance(backend, GateBackend)
 
 
 @pytest.mark.parametrize(

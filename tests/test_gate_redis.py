@@ -24,8 +24,9 @@ import httpx
 import pytest
 
 import xretry
-from xretry import Gate, GateSettings, MemoryGateBackend, RetryPolicy
+from xretry import Gate, RetryPolicy
 from xretry._gate import GateState
+from xretry.backends import GateBackend, GateSettings, MemoryGateBackend
 from xretry.emulator import EmulatorApp, EmulatorServer, Scenario
 
 from .conftest import FakeClock
@@ -273,7 +274,7 @@ def test_wrong_clients_and_arguments(redis_url: str) -> None:
         with pytest.raises(ValueError, match=next(iter(bad))):
             RedisGateBackend(sync, **bad)
     backend = RedisGateBackend(sync, "xretry:gate:team-a")
-    assert isinstance(backend, xretry.GateBackend)
+    assert isinstance(backend, GateBackend)
     assert repr(backend) == (
         f"RedisGateBackend('redis://127.0.0.1:{sync.connection_pool.connection_kwargs['port']}/0'"
         ", key='xretry:gate:team-a')"

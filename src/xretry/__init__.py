@@ -1,7 +1,7 @@
 """xretry: resilient retry middleware for the xAI API (and any OpenAI-style HTTP API).
 
-One policy, one pure classifier, tenacity for the waiting; three ways in (the transport is here
-today, the decorator and the deferred-completion poller build on the same core)::
+One policy, one pure classifier, tenacity for the waiting; three ways in (the transports, the
+``retry`` decorator and the deferred-completion pollers), one retry loop behind them::
 
     import httpx, xretry
 
@@ -40,11 +40,9 @@ from ._errors import (
     araise_for_status,
     raise_for_status,
 )
-from ._gate import Gate, GateBackend, GateSettings, MemoryGateBackend
+from ._gate import Gate
 from ._hooks import RetryEvent, RetryHook
-from ._outer import OUTER_LOOP
 from ._policy import PollPolicy, RetryPolicy
-from ._store import DeferredRecord, DeferredStore, SQLiteDeferredStore
 from ._transport import AsyncRetryTransport, RetryTransport
 
 __version__ = "0.1.0.dev0"
@@ -63,19 +61,13 @@ __all__ = [
     "DeferredNotFoundError",
     "DeferredOutcome",
     "DeferredPollError",
-    "DeferredRecord",
     "DeferredResultError",
-    "DeferredStore",
     "DeferredTimeoutError",
     "Gate",
-    "GateBackend",
-    "GateSettings",
     "GateTimeoutError",
     "InvalidAPIKeyError",
-    "MemoryGateBackend",
     "MethodNotAllowedError",
     "NotFoundError",
-    "OUTER_LOOP",
     "PermissionDeniedError",
     "PollPolicy",
     "QuotaExhaustedError",
@@ -87,7 +79,6 @@ __all__ = [
     "RetryHook",
     "RetryPolicy",
     "RetryTransport",
-    "SQLiteDeferredStore",
     "ServerError",
     "UnprocessableEntityError",
     "UnsupportedMediaTypeError",
@@ -107,3 +98,32 @@ for _name in __all__:
     if isinstance(_public, type) and issubclass(_public, XRetryError):
         _public.__module__ = "xretry"
 del _name, _public
+
+
+#: Names that moved: the extension points live in :mod:`xretry.backends` (0.1.0); ``OUTER_LOOP``
+#: was plumbing between xretry's own loops.
+_MOVED = {
+    "DeferredRecord": "xretry.backends",
+    "DeferredStore": "xretry.backends",
+    "GateBackend": "xretry.backends",
+    "GateSettings": "xretry.backends",
+    "MemoryGateBackend": "xretry.backends",
+    "SQLiteDeferredStore": "xretry.backends",
+    "OUTER_LOOP": "xretry._outer",
+}
+
+
+def __getattr__(name: str) -> object:
+    """Deprecated aliases for the names that moved, with a warning that says where to."""
+    where = _MOVED.get(name)
+    if where is None:
+        raise AttributeError(f"module 'xretry' has no attribute {name!r}")
+    import importlib
+    import warnings
+
+    if where == "xretry._outer":
+        message = "xretry.OUTER_LOOP is internal and will be removed"
+    else:
+        message = f"xretry.{name} moved to {where}.{name}; import it from there"
+    warnings.warn(message, DeprecationWarning, stacklevel=2)
+    return getattr(importlib.import_module(where), name)

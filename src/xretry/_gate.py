@@ -204,7 +204,7 @@ class Gate:
             raise ValueError(f"budget must be an xretry.RetryBudget, got {type(budget).__name__}")
         if backend is not None and not isinstance(backend, GateBackend):
             raise ValueError(
-                f"backend must implement xretry.GateBackend, got {type(backend).__name__}"
+                f"backend must implement xretry.backends.GateBackend, got {type(backend).__name__}"
             )
         self.settings = GateSettings(
             rate=None if rate is None else float(rate),

@@ -109,7 +109,8 @@ def _conflict_pause(attempt: int) -> float:
 
 
 class RedisGateBackend:
-    """A :class:`~xretry.GateBackend` in Redis: every process on the same ``key`` shares one gate.
+    """A :class:`~xretry.backends.GateBackend` in Redis: every process on the same ``key`` shares
+    one gate.
 
     Example::
 

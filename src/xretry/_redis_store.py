@@ -1,7 +1,7 @@
 """The deferred store in Redis: workers on many hosts share one set of ids and results.
 
-Same contract as :class:`~xretry.SQLiteDeferredStore` (see ``_store.py``); every write is one Lua
-script, so it is atomic and one round trip. The keys under ``prefix`` (``P``)::
+Same contract as :class:`~xretry.backends.SQLiteDeferredStore` (see ``_store.py``); every write
+is one Lua script, so it is atomic and one round trip. The keys under ``prefix`` (``P``)::
 
     P:job:<request_id>   hash     state, result (JSON), error, submitted_at, completed_at,
                                   acknowledged ("0"/"1"), seq
@@ -119,7 +119,7 @@ def _text(value: bytes | str) -> str:
 
 
 class RedisDeferredStore:
-    """A :class:`~xretry.DeferredStore` in Redis, shared by workers on any number of hosts.
+    """A :class:`~xretry.backends.DeferredStore` in Redis, shared by workers on any number of hosts.
 
     Example::
 

@@ -90,7 +90,7 @@ class SQLiteDeferredStore:
 
     Example::
 
-        store = xretry.SQLiteDeferredStore("deferred.db")
+        store = xretry.backends.SQLiteDeferredStore("deferred.db")
         poller = xretry.DeferredCompletions(client, store=store)
 
     Commits are ``synchronous=FULL``: a result is on disk before the poller hands it over.

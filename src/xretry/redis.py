@@ -9,8 +9,8 @@ Requires the ``redis`` extra (``pip install 'xretry[redis]'``)::
     for outcome in poller.resume():      # any worker picks up what another left pending
         ...
 
-Same contract as :class:`xretry.SQLiteDeferredStore`; see ``docs/deferred.md`` for what Redis
-guarantees and what depends on the server's persistence settings.
+Same contract as :class:`xretry.backends.SQLiteDeferredStore`; see ``docs/deferred.md`` for what
+Redis guarantees and what depends on the server's persistence settings.
 """
 
 from __future__ import annotations

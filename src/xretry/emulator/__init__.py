@@ -22,12 +22,12 @@ from ._scenario import FAULT_KINDS, HINT_MODES, Fault, Scenario
 from ._server import EmulatorServer, serve
 
 __all__ = [
-    "FAULT_KINDS",
-    "HINT_MODES",
     "Dropped",
     "EmulatorApp",
     "EmulatorServer",
+    "FAULT_KINDS",
     "Fault",
+    "HINT_MODES",
     "Scenario",
     "serve",
 ]
