@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from xretry._cli import main
 from xretry.emulator import EmulatorServer, Fault, Scenario
 
 CANARY = "xai-CANARY-cli-5e1d0c9b"
@@ -52,6 +53,42 @@ def test_help_everywhere(command: list[str]) -> None:
     assert "usage: xretry" in result.stdout
     if not command:
         assert "Exit codes" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "missing", "extra"),
+    [
+        (["demo"], "rich", "cli"),
+        (["demo"], "uvicorn", "cli"),
+        (["demo", "--json"], "uvicorn", "emulator"),  # no table: rich is not needed
+        (["emulate", "--port", "0"], "uvicorn", "emulator"),
+    ],
+)
+def test_a_missing_extra_is_one_line_naming_it(
+    argv: list[str],
+    missing: str,
+    extra: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setitem(sys.modules, missing, None)  # `import missing` now fails
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (
+        f"xretry: `xretry {argv[0]}` needs {missing}, which is not installed: "
+        f"pip install 'xretry[{extra}]'\n"
+    )
+
+
+def test_chat_needs_no_extra(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for module in ("rich", "uvicorn", "redis", "httpx2"):
+        monkeypatch.setitem(sys.modules, module, None)
+    monkeypatch.delenv("XAI_API_KEY", raising=False)
+    assert main(["chat", "hi", "--base-url", "http://127.0.0.1:9/v1"]) == 2
+    assert "XAI_API_KEY is not set" in capsys.readouterr().err
 
 
 def test_missing_key_is_one_line_and_exit_2() -> None:
