@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PYDIRS := src tests benchmarks examples
 
-.PHONY: demo test lint typecheck unit test-openai2 bench clean
+.PHONY: demo test quick lint typecheck unit test-openai2 package bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e . --group dev --group bench
+	$(BIN)/python -m pip install --quiet -e . --group dev --group bench --group package
 	touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed
@@ -49,10 +49,37 @@ $(OPENAI2)/.installed: pyproject.toml | $(OPENAI2)/bin/python
 test-openai2: $(OPENAI2)/.installed
 	$(OPENAI2)/bin/pytest -q tests/test_sdk_openai.py -p no:cacheprovider
 
-test: lint typecheck unit test-openai2
+# What `pip install xretry` gives a user: the sdist and the wheel built from it (in build's isolated
+# environment, as a release would be), their metadata checked, and the wheel installed with no
+# extras into a throwaway venv outside the tree, where `import xretry` must come from the wheel
+# (py.typed inside it), `xretry --help` must run, and `xretry demo` must name the extra it needs.
+DIST := dist
+DEMO_HINT := xretry: \`xretry demo\` needs rich, which is not installed: pip install 'xretry[cli]'
+
+package: $(VENV)/.installed-dev
+	rm -rf $(DIST)
+	$(BIN)/python -m build --quiet --outdir $(DIST) .
+	$(BIN)/twine check --strict $(DIST)/*
+	$(BIN)/python -m zipfile -l $(DIST)/*.whl | grep -q '^xretry/py.typed '
+	@set -eu; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(PYTHON) -m venv --without-pip "$$tmp/venv"; \
+	$(BIN)/python -m pip --python "$$tmp/venv/bin/python" install --quiet $(DIST)/*.whl; \
+	cd "$$tmp"; \
+	venv/bin/python -c 'import pathlib, sys, xretry; \
+	    assert pathlib.Path(xretry.__file__).is_relative_to(sys.prefix), xretry.__file__; \
+	    assert (pathlib.Path(xretry.__file__).parent / "py.typed").is_file()'; \
+	venv/bin/xretry --help > /dev/null; \
+	status=0; venv/bin/xretry demo > out 2> err || status=$$?; \
+	if [ $$status -ne 2 ] || [ -s out ] || [ "$$(cat err)" != "$(DEMO_HINT)" ]; then \
+	    echo "make package: xretry demo without extras exited $$status, printing:" >&2; \
+	    cat out err >&2; exit 1; \
+	fi; \
+	echo "package: $$(cd $(CURDIR)/$(DIST) && ls | tr '\n' ' ')built, checked, installed and run"
+
+test: lint typecheck unit test-openai2 package
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/overhead.py
 
 clean:
-	rm -rf $(VENV) $(OPENAI2) .mypy_cache .ruff_cache .hypothesis build dist
+	rm -rf $(VENV) $(OPENAI2) .mypy_cache .ruff_cache .hypothesis build $(DIST)
