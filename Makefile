@@ -32,6 +32,10 @@ typecheck: $(VENV)/.installed-dev
 unit: $(VENV)/.installed-dev
 	$(BIN)/pytest -q
 
+# The loop while working: the tests not marked slow (pytest -m "not slow"), no lint, no packaging.
+quick: $(VENV)/.installed-dev
+	$(BIN)/pytest -q -m "not slow"
+
 # openai 2.x runs on httpx (openai 3.x, in the dev group, on httpx2): the real-SDK tests again, in an
 # environment of their own.
 OPENAI2 := .venv-openai2
