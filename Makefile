@@ -64,7 +64,7 @@ package: $(VENV)/.installed-dev
 	rm -rf $(DIST)
 	$(BIN)/python -m build --quiet --outdir $(DIST) .
 	$(BIN)/twine check --strict $(DIST)/*
-	$(BIN)/python -m zipfile -l $(DIST)/*.whl | grep -q '^xretry/py.typed '
+	$(BIN)/python -m zipfile -l $(DIST)/*.whl | grep '^xretry/py.typed '
 	@set -eu; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	$(PYTHON) -m venv --without-pip "$$tmp/venv"; \
 	$(BIN)/python -m pip --python "$$tmp/venv/bin/python" install --quiet $(DIST)/*.whl; \
