@@ -12,7 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-__all__ = ["print_header", "source_state", "versions", "write_results"]
+__all__ = ["num", "print_header", "source_state", "versions", "write_results"]
 
 
 def versions(packages: Iterable[str]) -> dict[str, str]:
@@ -47,6 +47,11 @@ def source_state() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return f"{commit}+dirty" if dirty else commit
+
+
+def num(value: float | None, spec: str) -> str:
+    """``value`` formatted for a table, ``-`` where there is none."""
+    return "-" if value is None else format(value, spec)
 
 
 def print_header(found: dict[str, str], source: str, command: str) -> None:

@@ -80,11 +80,12 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-import _report
+import _report  # benchmarks/_report.py and the others, beside this script
 import anyio
 import httpx
 import tenacity
-from _emulator import ChildEmulator  # benchmarks/_report.py, beside this script
+from _emulator import ChildEmulator
+from _report import num
 
 import xretry
 
@@ -494,10 +495,6 @@ def measure(contender: Contender, args: argparse.Namespace) -> dict[str, Any]:
     return row
 
 
-def _num(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
 def schedule_table(rows: dict[str, dict[str, Any]]) -> str:
     width = max(len(f"{row['key']}. {name}") for name, row in rows.items())
     header = (
@@ -514,7 +511,7 @@ def schedule_table(rows: dict[str, dict[str, Any]]) -> str:
         delivered = f"{row['delivered']}/{row['jobs']}"
         lines.append(
             f"{row['key'] + '. ' + name:<{width}} {delivered:>9} "
-            f"{_num(row['lag_mean_s'], '.2f'):>8} {_num(row['lag_max_s'], '.2f'):>7} "
+            f"{num(row['lag_mean_s'], '.2f'):>8} {num(row['lag_max_s'], '.2f'):>7} "
             f"{row['polls_per_job']:>9.2f} {row['poll_requests_per_job']:>8.2f} "
             f"{row['polls_per_job_max']:>3} {row['rate_limited']:>5} "
             f"{100 * row['share_429']:>5.1f}% {row['wall_s']:>6.1f}  {marks}"
@@ -754,19 +751,12 @@ def pending_table(report: dict[str, Any]) -> str:
         lines.append(
             f"{run['run']:<20} {run['connections']:>11} {run['seconds']:>7.1f} "
             f"{run['polls']:>7,} {run['polls_per_s']:>7.0f} {run['cpu_s']:>6.2f} "
-            f"{_num(run['cpu_us_per_poll'], '.0f'):>11}"
+            f"{num(run['cpu_us_per_poll'], '.0f'):>11}"
         )
     return "\n".join(lines)
 
 
 # -- reporting --------------------------------------------------------------------------------
-
-
-def versions() -> dict[str, str]:
-    return _report.versions(("xretry", "httpx", "tenacity", "anyio", "uvicorn"))
-
-
-source_state = _report.source_state
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -823,8 +813,8 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [c for c in STRATEGIES if args.jobs and (not keys or c.key in keys)]
 
     command = shlex.join(sys.orig_argv)
-    found = versions()
-    source = source_state()
+    found = _report.versions(("xretry", "httpx", "tenacity", "anyio", "uvicorn"))
+    source = _report.source_state()
     _report.print_header(found, source, command)
     print(
         f"setup:    {args.jobs} jobs submitted at once, ready {args.ready_min:g}-"
@@ -864,9 +854,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, row in rows.items():
             timeline = row["notes"].get("gate_timeline")
             if timeline and not row["alternative"]:
-                rates = ", ".join(
-                    f"{s['t']:g} s: {_num(s['rate'], '.0f')}" for s in timeline[:12:2]
-                )
+                rates = ", ".join(f"{s['t']:g} s: {num(s['rate'], '.0f')}" for s in timeline[:12:2])
                 print(f"  {name}: the gate's rate (req/s) at {rates}")
 
     pending: dict[str, Any] | None = None

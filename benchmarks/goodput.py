@@ -72,207 +72,45 @@ import shlex
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import _report
+import _report  # benchmarks/_report.py and the others, beside this script
 import httpx
-import httpx_retries
-import openai
-import stamina
-import tenacity
-from _emulator import ChildEmulator  # benchmarks/_report.py, beside this script
-from openai.types.chat import ChatCompletionMessageParam
+from _contenders import (
+    PACKAGES,
+    Contender,
+    Setup,
+    open_httpx_retries,
+    open_openai,
+    open_stamina,
+    open_tenacity,
+    open_xretry,
+)
+from _emulator import ChildEmulator
+from _goodput import (
+    MODES,
+    TARGET_429_PER_SUCCESS,
+    TARGET_RATIO,
+    ideal_seconds,
+    meets,
+    print_mode_tables,
+    scenario,
+    summary_cell,
+    summary_table,
+)
+from _report import num
 
 import xretry
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "goodput.json"
-API_KEY = "bench-key"
-MODEL = "grok-4"
-PATH = "chat/completions"
-
-#: The header modes, in the issue's column order, with its column titles.
-MODES: dict[str, str] = {
-    "retry-after": "429s with `retry-after` (s)",
-    "full": "with ms hints and `x-ratelimit-*`",
-    "none": "with no hint headers",
-}
-
-#: The targets of issue 6, for xretry with its defaults.
-TARGET_RATIO = 0.95
-TARGET_429_PER_SUCCESS = 0.1
 
 #: How often the server's counters (and a gate's rate) are sampled during a run.
 SAMPLE_EVERY = 0.25
 
 
-# -- the emulator, in a child process ---------------------------------------------------------
-
-
-def _scenario(args: argparse.Namespace, hints: str) -> dict[str, Any]:
-    return {"seed": args.seed, "rate_limit": args.rate_limit, "burst": args.burst, "hints": hints}
-
-
 # -- the contenders ---------------------------------------------------------------------------
-
-
-@dataclass
-class Session:
-    """One contender, ready to run: ``call(i)`` makes call ``i`` and raises if it failed."""
-
-    call: Callable[[int], Awaitable[None]]
-    gate: xretry.Gate | None = None
-    notes: dict[str, Any] = field(default_factory=dict)
-
-
-Opener = Callable[[str, int], contextlib.AbstractAsyncContextManager[Session]]
-
-
-@dataclass(frozen=True)
-class Contender:
-    key: str
-    name: str
-    description: str
-    open: Opener
-    #: The row the issue's targets are for.
-    target: bool = False
-
-
-def _body(i: int) -> dict[str, Any]:
-    return {"model": MODEL, "messages": [{"role": "user", "content": f"Benchmark call {i}"}]}
-
-
-def _pool(concurrency: int) -> httpx.AsyncHTTPTransport:
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    return httpx.AsyncHTTPTransport(limits=limits)
-
-
-def _client(base_url: str, transport: httpx.AsyncBaseTransport) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        base_url=base_url,
-        headers={"Authorization": f"Bearer {API_KEY}"},
-        transport=transport,
-        timeout=httpx.Timeout(30.0),
-        trust_env=False,
-    )
-
-
-def _retryable(exc: BaseException) -> bool:
-    """What the issue's tenacity and stamina users retry: 429, 5xx and transport errors."""
-    if isinstance(exc, httpx.HTTPStatusError):
-        status = exc.response.status_code
-        return status == 429 or status >= 500
-    return isinstance(exc, httpx.TransportError)
-
-
-@contextlib.asynccontextmanager
-async def open_httpx_retries(base_url: str, concurrency: int) -> AsyncIterator[Session]:
-    retry = httpx_retries.Retry(
-        total=10,
-        backoff_factor=0.5,
-        allowed_methods=[*httpx_retries.Retry.RETRYABLE_METHODS, "POST"],
-        status_forcelist=[429, 500, 502, 503, 504],
-    )
-    transport = httpx_retries.RetryTransport(transport=_pool(concurrency), retry=retry)
-    async with _client(base_url, transport) as client:
-
-        async def call(i: int) -> None:
-            (await client.post(PATH, json=_body(i))).raise_for_status()
-
-        yield Session(call)
-
-
-@contextlib.asynccontextmanager
-async def open_tenacity(base_url: str, concurrency: int) -> AsyncIterator[Session]:
-    async with _client(base_url, _pool(concurrency)) as client:
-
-        async def call(i: int) -> None:
-            async for attempt in tenacity.AsyncRetrying(
-                wait=tenacity.wait_random_exponential(multiplier=1, max=60),
-                stop=tenacity.stop_after_attempt(10),
-                retry=tenacity.retry_if_exception(_retryable),
-                reraise=True,
-            ):
-                with attempt:
-                    (await client.post(PATH, json=_body(i))).raise_for_status()
-
-        yield Session(call)
-
-
-def _stamina_hook(exc: Exception) -> bool | float:
-    """Retry 429/5xx and transport errors; a ``retry-after`` in seconds is the wait."""
-    if not _retryable(exc):
-        return False
-    if isinstance(exc, httpx.HTTPStatusError):
-        value = exc.response.headers.get("retry-after", "")
-        with contextlib.suppress(ValueError):
-            return float(value)
-    return True
-
-
-@contextlib.asynccontextmanager
-async def open_stamina(base_url: str, concurrency: int) -> AsyncIterator[Session]:
-    stamina.instrumentation.set_on_retry_hooks([])  # no logging of a few thousand retries
-    async with _client(base_url, _pool(concurrency)) as client:
-
-        async def call(i: int) -> None:
-            async for attempt in stamina.retry_context(on=_stamina_hook, attempts=10):
-                with attempt:
-                    (await client.post(PATH, json=_body(i))).raise_for_status()
-
-        yield Session(call)
-
-
-@contextlib.asynccontextmanager
-async def open_openai(base_url: str, concurrency: int) -> AsyncIterator[Session]:
-    async with openai.AsyncOpenAI(base_url=base_url, api_key=API_KEY, max_retries=10) as client:
-
-        async def call(i: int) -> None:
-            messages: list[ChatCompletionMessageParam] = [
-                {"role": "user", "content": f"Benchmark call {i}"}
-            ]
-            await client.chat.completions.create(model=MODEL, messages=messages)
-
-        yield Session(call)
-
-
-def open_xretry(gate_factory: Callable[[], xretry.Gate | Literal[False] | None]) -> Opener:
-    """xretry's transport: its own gate (``None``), one given (a fresh one per run), or none."""
-
-    @contextlib.asynccontextmanager
-    async def opener(base_url: str, concurrency: int) -> AsyncIterator[Session]:
-        transport = xretry.AsyncRetryTransport(_pool(concurrency), gate=gate_factory())
-        gate = transport.gate
-        attempts: Counter[int] = Counter()
-        stops: Counter[str] = Counter()
-        slept = 0.0
-        async with _client(base_url, transport) as client:
-
-            async def call(i: int) -> None:
-                nonlocal slept
-                response = await client.post(PATH, json=_body(i))
-                history = response.extensions.get("xretry")
-                if isinstance(history, xretry.RetryHistory):
-                    attempts[history.attempt_count] += 1
-                    slept += history.total_delay
-                    if history.gave_up:
-                        stops[history.stop_reason or "gave up"] += 1
-                xretry.raise_for_status(response)
-
-            session = Session(call, gate=gate)
-            try:
-                yield session
-            finally:
-                session.notes["attempts_per_call"] = dict(sorted(attempts.items()))
-                session.notes["gave_up"] = dict(stops)
-                session.notes["retry_sleep_s_total"] = round(slept, 2)
-                if gate is not None:
-                    session.notes["gate_rate_at_end"] = gate.rate
-                    session.notes["gate_429s_seen"] = gate.rate_limited
-
-    return opener
 
 
 CONTENDERS: list[Contender] = [
@@ -294,13 +132,13 @@ CONTENDERS: list[Contender] = [
         "c",
         "stamina (honours retry-after)",
         "retry_context(on=hook, attempts=10) per call; hook returns retry-after as the wait",
-        open_stamina,
+        open_stamina(honour_retry_after=True),
     ),
     Contender(
         "d",
         "openai SDK (max_retries=10)",
         "AsyncOpenAI(base_url, api_key, max_retries=10).chat.completions.create",
-        open_openai,
+        open_openai(max_retries=10),
     ),
     Contender(
         "e",
@@ -327,11 +165,6 @@ CONTENDERS: list[Contender] = [
 # -- one contender in one header mode, against a fresh emulator --------------------------------
 
 
-def ideal_seconds(args: argparse.Namespace) -> float:
-    """The burst at once, the rest at the limit."""
-    return float(max(args.calls - args.burst, 0) / args.rate_limit)
-
-
 @dataclass
 class Outcome:
     """What one run saw: from the client, and from the server's counters."""
@@ -350,7 +183,7 @@ async def _drive(
 ) -> Outcome:
     out = Outcome()
     async with (
-        contender.open(base_url, args.concurrency) as session,
+        contender.open(base_url, Setup(connections=args.concurrency)) as session,
         httpx.AsyncClient(trust_env=False, timeout=10.0) as probe,
     ):
         calls = iter(range(args.calls))
@@ -358,7 +191,7 @@ async def _drive(
         async def worker() -> None:
             for i in calls:  # one shared iterator: each worker takes the next call
                 try:
-                    await session.call(i)
+                    await session.call(base_url, i)
                 except Exception as exc:
                     out.errors[type(exc).__name__] += 1
                 else:
@@ -394,7 +227,7 @@ async def _drive(
             await sampler
         await asyncio.sleep(0.2)  # let cancelled requests reach (or not) the server
         out.stats = (await probe.get(f"{url}/_stats")).json()
-    out.notes = session.notes
+        out.notes = session.notes()
     return out
 
 
@@ -418,7 +251,7 @@ def _timeline(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def measure(contender: Contender, mode: str, args: argparse.Namespace) -> dict[str, Any]:
-    with ChildEmulator(_scenario(args, mode), name="goodput-emulator") as emulator:
+    with ChildEmulator(scenario(args, mode), name="goodput-emulator") as emulator:
         out = asyncio.run(_drive(contender, emulator.url, emulator.base_url, args))
     stats, elapsed = out.stats, out.elapsed
     failed = args.calls - out.succeeded
@@ -451,65 +284,11 @@ def measure(contender: Contender, mode: str, args: argparse.Namespace) -> dict[s
     return row
 
 
-def meets(row: dict[str, Any]) -> dict[str, bool]:
-    ratio, per = row["ratio_of_ideal"], row["per_success_429"]
-    return {
-        "no_failures": row["failed"] == 0,
-        "ratio": ratio is not None and ratio >= TARGET_RATIO,
-        "per_success_429": per is not None and per <= TARGET_429_PER_SUCCESS,
-    }
-
-
 # -- reporting --------------------------------------------------------------------------------
 
 
-def _num(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
-def _marks(row: dict[str, Any]) -> str:
-    return "".join("+" if ok else "-" for ok in row["meets"].values())
-
-
-def mode_table(rows: dict[str, dict[str, Any]]) -> str:
-    width = max(len(f"{row['key']}. {name}") for name, row in rows.items())
-    header = (
-        f"{'contender':<{width}} {'of ideal':>8} {'elapsed s':>9} {'ok':>5} {'failed':>6} "
-        f"{'429s':>6} {'429s/ok':>7} {'requests':>8}  targets"
-    )
-    lines = [header, "-" * len(header)]
-    for name, row in rows.items():
-        elapsed = f"{row['elapsed_s']:.1f}" + ("*" if row["timed_out"] else "")
-        lines.append(
-            f"{row['key'] + '. ' + name:<{width}} {_num(row['ratio_of_ideal'], '.2f'):>8} "
-            f"{elapsed:>9} {row['succeeded']:>5} {row['failed']:>6} {row['rate_limited']:>6} "
-            f"{_num(row['per_success_429'], '.2f'):>7} {row['requests']:>8}  {_marks(row)}"
-        )
-    return "\n".join(lines)
-
-
-def summary_cell(row: dict[str, Any]) -> str:
-    timed_out = " (timed out)" if row["timed_out"] else ""
-    return (
-        f"{_num(row['ratio_of_ideal'], '.2f')}, {row['failed']} failed, "
-        f"{_num(row['per_success_429'], '.1f')}{timed_out}"
-    )
-
-
-def summary_table(results: dict[str, dict[str, dict[str, Any]]], names: list[str]) -> str:
-    modes = list(results)
-    lines = [
-        "| client | " + " | ".join(MODES[mode] for mode in modes) + " |",
-        "|---" * (len(modes) + 1) + "|",
-    ]
-    for name in names:
-        cells = [summary_cell(results[mode][name]) for mode in modes if name in results[mode]]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def _series(values: list[Any], spec: str) -> str:
-    return ", ".join(_num(v, spec) for v in values)
+    return ", ".join(num(v, spec) for v in values)
 
 
 def evidence(name: str, row: dict[str, Any], seconds: int = 16) -> list[str]:
@@ -532,33 +311,10 @@ def evidence(name: str, row: dict[str, Any], seconds: int = 16) -> list[str]:
         ]
         lines.append("    gate rate at 1 s, 2 s, ...: " + _series(by_second, ".1f"))
         lines.append(
-            f"    gate: rate at end {_num(notes.get('gate_rate_at_end'), '.1f')} req/s, "
+            f"    gate: rate at end {num(notes.get('gate_rate_at_end'), '.1f')} req/s, "
             f"429s seen {notes.get('gate_429s_seen')}"
         )
     return lines
-
-
-def print_mode_tables(
-    results: dict[str, dict[str, dict[str, Any]]], modes: list[str], ideal: float
-) -> None:
-    """One table per header mode, then what the columns mean."""
-    for mode in modes:
-        print()
-        print(f"Header mode {mode!r}: {MODES[mode]}")
-        print(mode_table(results[mode]))
-    print()
-    print(
-        f"of ideal = {ideal:.2f} s / elapsed; 429s/ok = 429s / successes (server-counted); "
-        "requests = all the server saw;\n* = cut off at --max-seconds. targets (+ met, - "
-        f"missed): no failures, >= {TARGET_RATIO:g} of ideal, <= {TARGET_429_PER_SUCCESS:g} "
-        "429s per success."
-    )
-
-
-def versions() -> dict[str, str]:
-    return _report.versions(
-        ("xretry", "httpx", "httpx2", "httpx-retries", "tenacity", "stamina", "openai", "uvicorn")
-    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -617,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("xretry").setLevel(logging.ERROR)
 
     command = shlex.join(sys.orig_argv)
-    found = versions()
+    found = _report.versions(PACKAGES)
     source = _report.source_state()
     _report.print_header(found, source, command)
     ideal = ideal_seconds(args)
@@ -637,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
             row = measure(contender, mode, args)
             results[mode][contender.name] = row
             print(
-                f" {_num(row['ratio_of_ideal'], '.2f')} of ideal ({row['elapsed_s']:.1f} s), "
+                f" {num(row['ratio_of_ideal'], '.2f')} of ideal ({row['elapsed_s']:.1f} s), "
                 f"{row['failed']} failed, {row['rate_limited']} 429s",
                 flush=True,
             )

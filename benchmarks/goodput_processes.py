@@ -51,25 +51,22 @@ from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any, Literal
 
-import _report
+import _report  # benchmarks/_report.py and the others, beside this script
 import redis
 import redis.asyncio
-from _emulator import ChildEmulator  # benchmarks/_emulator.py, beside this script
-from goodput import (
+from _contenders import Setup, open_xretry
+from _emulator import ChildEmulator
+from _goodput import (
     MODES,
-    PATH,
     TARGET_429_PER_SUCCESS,
     TARGET_RATIO,
-    _body,
-    _client,
-    _num,
-    _pool,
-    _scenario,
     ideal_seconds,
     meets,
     print_mode_tables,
+    scenario,
     summary_table,
 )
+from _report import num
 
 import xretry
 from xretry.redis import RedisGateBackend
@@ -130,24 +127,19 @@ async def _work(job: Job, start: Barrier) -> dict[str, Any]:
         )
         await store.ping()  # connected before the start, as the HTTP client is built before it
         gate = xretry.Gate(backend=RedisGateBackend(store, job.key))
-    transport = xretry.AsyncRetryTransport(_pool(job.concurrency), gate=gate)
-    start.wait()  # blocks the event loop, which has nothing else to do yet
-    attempts: Counter[int] = Counter()
     errors: Counter[str] = Counter()
     succeeded = 0
     timed_out = False
-    async with _client(job.base_url, transport) as client:
+    opener = open_xretry(lambda: gate)
+    async with opener(job.base_url, Setup(connections=job.concurrency)) as session:
+        start.wait()  # blocks the event loop, which has nothing else to do yet
         calls = iter(job.calls)
 
         async def worker() -> None:
             nonlocal succeeded
             for i in calls:  # one shared iterator: each task takes the next call
                 try:
-                    response = await client.post(PATH, json=_body(i))
-                    history = response.extensions.get("xretry")
-                    if isinstance(history, xretry.RetryHistory):
-                        attempts[history.attempt_count] += 1
-                    xretry.raise_for_status(response)
+                    await session.call(job.base_url, i)
                 except Exception as exc:
                     errors[type(exc).__name__] += 1
                 else:
@@ -160,7 +152,7 @@ async def _work(job: Job, start: Barrier) -> dict[str, Any]:
         except TimeoutError:
             timed_out = True
         finished = time.time()
-    own = transport.gate
+        notes = session.notes()
     if store is not None:
         await store.aclose()
     return {
@@ -169,9 +161,9 @@ async def _work(job: Job, start: Barrier) -> dict[str, Any]:
         "errors": dict(errors),
         "timed_out": timed_out,
         "finished": finished,
-        "attempts_per_call": dict(sorted(attempts.items())),
-        "gate_rate_at_end": None if own is None else own.rate,
-        "gate_429s_seen": None if own is None else own.rate_limited,
+        "attempts_per_call": notes["attempts_per_call"],
+        "gate_rate_at_end": notes.get("gate_rate_at_end"),
+        "gate_429s_seen": notes.get("gate_429s_seen"),
     }
 
 
@@ -195,7 +187,7 @@ def measure(
     results: Queue[dict[str, Any]] = ctx.Queue()
     gate_key = f"xretry:bench:{uuid.uuid4().hex}"
     server = redis.Redis.from_url(redis_url) if variant == "redis" and redis_url else None
-    with ChildEmulator(_scenario(args, mode), name="goodput-emulator") as emulator:
+    with ChildEmulator(scenario(args, mode), name="goodput-emulator") as emulator:
         shares = [tuple(range(args.calls))[p :: args.processes] for p in range(args.processes)]
         jobs = [
             Job(
@@ -305,10 +297,6 @@ def redis_server() -> Iterator[str]:
 # -- reporting ------------------------------------------------------------------------------------
 
 
-def versions() -> dict[str, str]:
-    return _report.versions(("xretry", "httpx", "redis", "uvicorn"))
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Goodput of 4 processes sharing one rate limit: their own gates, or one "
@@ -356,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--modes takes {', '.join(MODES)}; got {args.modes!r}")
 
     command = shlex.join(sys.orig_argv)
-    found = versions()
+    found = _report.versions(("xretry", "httpx", "redis", "uvicorn"))
     source = _report.source_state()
     _report.print_header(found, source, command)
     ideal = ideal_seconds(args)
@@ -381,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
                 row = measure(variant, mode, args, redis_url)
                 results[mode][name] = row
                 print(
-                    f" {_num(row['ratio_of_ideal'], '.2f')} of ideal ({row['elapsed_s']:.1f} s), "
+                    f" {num(row['ratio_of_ideal'], '.2f')} of ideal ({row['elapsed_s']:.1f} s), "
                     f"{row['failed']} failed, {row['rate_limited']} 429s",
                     flush=True,
                 )
@@ -398,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for mode in modes:
         for name, row in results[mode].items():
-            per_worker = ", ".join(f"{_num(w['gate_rate_at_end'], '.1f')}" for w in row["workers"])
+            per_worker = ", ".join(f"{num(w['gate_rate_at_end'], '.1f')}" for w in row["workers"])
             tx = row["redis_transactions_per_request"]
             extra = "" if tx is None else f"; Redis transactions per request {tx:.2f}"
             print(

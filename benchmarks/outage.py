@@ -66,25 +66,28 @@ import shlex
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import _report  # benchmarks/_report.py, beside this script
+import _report  # benchmarks/_report.py and the others, beside this script
 import httpx
-import httpx_retries
-import openai
-import stamina
-import tenacity
+from _contenders import (
+    PACKAGES,
+    Contender,
+    Session,
+    Setup,
+    open_httpx_retries,
+    open_openai,
+    open_stamina,
+    open_tenacity,
+    open_xretry,
+)
 from _emulator import ChildEmulator
-from openai.types.chat import ChatCompletionMessageParam
 
 import xretry
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "outage.json"
-API_KEY = "bench-key"
-MODEL = "grok-4"
 PHASES = ("outage", "recovery")
 
 #: Every chat completion fails: a total outage.
@@ -94,184 +97,12 @@ OUTAGE_FAULT = {"kind": "status", "status": 503, "rate": 1.0, "endpoints": ["cha
 # -- the contenders ---------------------------------------------------------------------------
 
 
-@dataclass
-class Session:
-    """One contender, ready: ``call(base_url, i)`` makes call ``i`` there, raising if it failed."""
-
-    call: Callable[[str, int], Awaitable[None]]
-    notes: Callable[[], dict[str, Any]] = dict
-
-
-Opener = Callable[[argparse.Namespace], contextlib.AbstractAsyncContextManager[Session]]
-
-
-@dataclass(frozen=True)
-class Contender:
-    key: str
-    name: str
-    description: str
-    open: Opener
-    #: The row the others' load is compared with.
-    baseline: bool = False
-
-
-def _body(i: int) -> dict[str, Any]:
-    return {"model": MODEL, "messages": [{"role": "user", "content": f"Outage call {i}"}]}
-
-
-def _pool(connections: int) -> httpx.AsyncHTTPTransport:
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    return httpx.AsyncHTTPTransport(limits=limits)
-
-
-def _client(transport: httpx.AsyncBaseTransport) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        headers={"Authorization": f"Bearer {API_KEY}"},
-        transport=transport,
-        timeout=httpx.Timeout(30.0),
-        trust_env=False,
-    )
-
-
-def _url(base_url: str) -> str:
-    return f"{base_url}/chat/completions"
-
-
-def _retryable(exc: BaseException) -> bool:
-    """What the issue's tenacity and stamina users retry: 429, 5xx and transport errors."""
-    if isinstance(exc, httpx.HTTPStatusError):
-        status = exc.response.status_code
-        return status == 429 or status >= 500
-    return isinstance(exc, httpx.TransportError)
-
-
-def open_xretry(
-    policy: Callable[[argparse.Namespace], xretry.RetryPolicy],
-    budget: Callable[[], xretry.RetryBudget | None],
-) -> Opener:
-    """xretry's transport with ``policy`` and a gate of its own, with ``budget`` (or none)."""
-
-    @contextlib.asynccontextmanager
-    async def opener(args: argparse.Namespace) -> AsyncIterator[Session]:
-        spent = budget()
-        gate = xretry.Gate(budget=spent)
-        transport = xretry.AsyncRetryTransport(
-            _pool(args.connections), policy=policy(args), gate=gate
-        )
-        attempts: Counter[int] = Counter()
-        stops: Counter[str] = Counter()
-        async with _client(transport) as client:
-
-            async def call(base_url: str, i: int) -> None:
-                response = await client.post(_url(base_url), json=_body(i))
-                history = response.extensions.get("xretry")
-                if isinstance(history, xretry.RetryHistory):
-                    attempts[history.attempt_count] += 1
-                    if history.gave_up:
-                        stops[(history.stop_reason or "gave up").split(" (")[0]] += 1
-                xretry.raise_for_status(response)
-
-            def notes() -> dict[str, Any]:
-                found: dict[str, Any] = {
-                    "attempts_per_call": dict(sorted(attempts.items())),
-                    "gave_up": dict(stops),
-                }
-                attempts.clear()
-                stops.clear()
-                if spent is not None:
-                    found["budget"] = {
-                        "tokens": round(spent.tokens, 2),
-                        "exhausted": spent.exhausted,
-                        "retries_denied": spent.retries_denied,
-                        "calls_refused": spent.calls_refused,
-                    }
-                return found
-
-            yield Session(call, notes)
-
-    return opener
-
-
-def _scaled_policy(args: argparse.Namespace) -> xretry.RetryPolicy:
+def _scaled_policy(setup: Setup) -> xretry.RetryPolicy:
     default = xretry.RetryPolicy()
     return default.replace(
-        initial_delay=default.initial_delay * args.wait_scale,
-        max_delay=default.max_delay * args.wait_scale,
+        initial_delay=default.initial_delay * setup.wait_scale,
+        max_delay=default.max_delay * setup.wait_scale,
     )
-
-
-@contextlib.asynccontextmanager
-async def open_httpx_retries(args: argparse.Namespace) -> AsyncIterator[Session]:
-    retry = httpx_retries.Retry(
-        total=10,
-        backoff_factor=0.5 * args.wait_scale,
-        allowed_methods=[*httpx_retries.Retry.RETRYABLE_METHODS, "POST"],
-        status_forcelist=[429, 500, 502, 503, 504],
-    )
-    transport = httpx_retries.RetryTransport(transport=_pool(args.connections), retry=retry)
-    async with _client(transport) as client:
-
-        async def call(base_url: str, i: int) -> None:
-            (await client.post(_url(base_url), json=_body(i))).raise_for_status()
-
-        yield Session(call)
-
-
-@contextlib.asynccontextmanager
-async def open_tenacity(args: argparse.Namespace) -> AsyncIterator[Session]:
-    scale = args.wait_scale
-    async with _client(_pool(args.connections)) as client:
-
-        async def call(base_url: str, i: int) -> None:
-            async for attempt in tenacity.AsyncRetrying(
-                wait=tenacity.wait_random_exponential(multiplier=1 * scale, max=60 * scale),
-                stop=tenacity.stop_after_attempt(10),
-                retry=tenacity.retry_if_exception(_retryable),
-                reraise=True,
-            ):
-                with attempt:
-                    (await client.post(_url(base_url), json=_body(i))).raise_for_status()
-
-        yield Session(call)
-
-
-@contextlib.asynccontextmanager
-async def open_stamina(args: argparse.Namespace) -> AsyncIterator[Session]:
-    stamina.instrumentation.set_on_retry_hooks([])  # no logging of a few thousand retries
-    scale = args.wait_scale
-    async with _client(_pool(args.connections)) as client:
-
-        async def call(base_url: str, i: int) -> None:
-            async for attempt in stamina.retry_context(
-                on=_retryable,
-                attempts=10,
-                wait_initial=0.1 * scale,
-                wait_max=5.0 * scale,
-                wait_jitter=1.0 * scale,
-            ):
-                with attempt:
-                    (await client.post(_url(base_url), json=_body(i))).raise_for_status()
-
-        yield Session(call)
-
-
-@contextlib.asynccontextmanager
-async def open_openai(args: argparse.Namespace) -> AsyncIterator[Session]:
-    async with openai.AsyncOpenAI(
-        base_url="http://127.0.0.1:1/v1", api_key=API_KEY, max_retries=2
-    ) as client:
-        by_url: dict[str, openai.AsyncOpenAI] = {}
-
-        async def call(base_url: str, i: int) -> None:
-            phase = by_url.get(base_url)
-            if phase is None:
-                phase = by_url[base_url] = client.with_options(base_url=base_url)
-            messages: list[ChatCompletionMessageParam] = [
-                {"role": "user", "content": f"Outage call {i}"}
-            ]
-            await phase.chat.completions.create(model=MODEL, messages=messages)
-
-        yield Session(call)
 
 
 CONTENDERS: list[Contender] = [
@@ -279,26 +110,26 @@ CONTENDERS: list[Contender] = [
         "a",
         "no retries",
         "AsyncRetryTransport(policy=RetryPolicy(max_attempts=1)): the baseline load",
-        open_xretry(lambda args: xretry.RetryPolicy(max_attempts=1), lambda: None),
+        open_xretry(xretry.Gate, lambda setup: xretry.RetryPolicy(max_attempts=1)),
         baseline=True,
     ),
     Contender(
         "b",
         "xretry defaults",
         "AsyncRetryTransport(): RetryPolicy() (waits scaled), its own Gate(), no budget",
-        open_xretry(_scaled_policy, lambda: None),
+        open_xretry(xretry.Gate, _scaled_policy),
     ),
     Contender(
         "c",
         "xretry + RetryBudget()",
         "AsyncRetryTransport(gate=Gate(budget=RetryBudget())) (waits scaled)",
-        open_xretry(_scaled_policy, xretry.RetryBudget),
+        open_xretry(lambda: xretry.Gate(budget=xretry.RetryBudget()), _scaled_policy),
     ),
     Contender(
         "d",
         "xretry + RetryBudget(fail_fast=True)",
         "AsyncRetryTransport(gate=Gate(budget=RetryBudget(fail_fast=True))) (waits scaled)",
-        open_xretry(_scaled_policy, lambda: xretry.RetryBudget(fail_fast=True)),
+        open_xretry(lambda: xretry.Gate(budget=xretry.RetryBudget(fail_fast=True)), _scaled_policy),
     ),
     Contender(
         "e",
@@ -318,13 +149,13 @@ CONTENDERS: list[Contender] = [
         "g",
         "stamina (10 attempts)",
         "retry_context(on=429/5xx, attempts=10, wait_initial/max/jitter * scale) per call",
-        open_stamina,
+        open_stamina(honour_retry_after=False),
     ),
     Contender(
         "h",
         "openai SDK (max_retries=2)",
         "AsyncOpenAI(max_retries=2).chat.completions.create: the SDK's default, real waits",
-        open_openai,
+        open_openai(max_retries=2),
     ),
 ]
 
@@ -379,7 +210,9 @@ async def _drive(
     contender: Contender, emulators: dict[str, ChildEmulator], args: argparse.Namespace
 ) -> dict[str, Phase]:
     phases: dict[str, Phase] = {}
-    async with contender.open(args) as session:
+    setup = Setup(connections=args.connections, wait_scale=args.wait_scale, prompt="Outage call")
+    first = emulators[args.phases[0]].base_url
+    async with contender.open(first, setup) as session:
         for name in args.phases:
             if phases:
                 await asyncio.sleep(args.pause)
@@ -466,12 +299,6 @@ def budget_lines(results: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
-def versions() -> dict[str, str]:
-    return _report.versions(
-        ("xretry", "httpx", "httpx2", "httpx-retries", "tenacity", "stamina", "openai", "uvicorn")
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Extra load in a total outage (every chat completion a 503): requests per "
@@ -529,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("xretry").setLevel(logging.ERROR)
 
     command = shlex.join(sys.orig_argv)
-    found = versions()
+    found = _report.versions(PACKAGES)
     source = _report.source_state()
     _report.print_header(found, source, command)
     print(

@@ -199,13 +199,6 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def versions() -> dict[str, str]:
-    return _report.versions(("xretry", "httpx", "tenacity", "httpx-retries", "stamina"))
-
-
-source_state = _report.source_state
-
-
 def summarize(per_round_us: dict[str, list[float]]) -> dict[str, dict[str, Any]]:
     """Per contender: median µs/request, and per-round ratios and differences to the baseline."""
     base = per_round_us[BASELINE]
@@ -274,8 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--rounds and --requests must be at least 1, --warmup at least 0")
 
     command = shlex.join(sys.orig_argv)
-    found = versions()
-    source = source_state()
+    found = _report.versions(("xretry", "httpx", "tenacity", "httpx-retries", "stamina"))
+    source = _report.source_state()
     _report.print_header(found, source, command)
     print(
         f"method:   {args.rounds} rounds x {args.requests} requests per contender, "

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from xretry._cli import main
 from xretry.emulator import EmulatorServer, Fault, Scenario
 
 CANARY = "xai-CANARY-cli-5e1d0c9b"
@@ -54,6 +55,42 @@ def test_help_everywhere(command: list[str]) -> None:
         assert "Exit codes" in result.stdout
 
 
+@pytest.mark.parametrize(
+    ("argv", "missing", "extra"),
+    [
+        (["demo"], "rich", "cli"),
+        (["demo"], "uvicorn", "cli"),
+        (["demo", "--json"], "uvicorn", "emulator"),  # no table: rich is not needed
+        (["emulate", "--port", "0"], "uvicorn", "emulator"),
+    ],
+)
+def test_a_missing_extra_is_one_line_naming_it(
+    argv: list[str],
+    missing: str,
+    extra: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setitem(sys.modules, missing, None)  # `import missing` now fails
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (
+        f"xretry: `xretry {argv[0]}` needs {missing}, which is not installed: "
+        f"pip install 'xretry[{extra}]'\n"
+    )
+
+
+def test_chat_needs_no_extra(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for module in ("rich", "uvicorn", "redis", "httpx2"):
+        monkeypatch.setitem(sys.modules, module, None)
+    monkeypatch.delenv("XAI_API_KEY", raising=False)
+    assert main(["chat", "hi", "--base-url", "http://127.0.0.1:9/v1"]) == 2
+    assert "XAI_API_KEY is not set" in capsys.readouterr().err
+
+
 def test_missing_key_is_one_line_and_exit_2() -> None:
     result = xretry("chat", "hello", "--base-url", "http://127.0.0.1:9/v1", key=None)
     assert result.returncode == 2
@@ -63,6 +100,7 @@ def test_missing_key_is_one_line_and_exit_2() -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_chat_through_a_503_prints_the_reply(server: EmulatorServer) -> None:
     result = xretry("chat", "What is 2+2?", "--base-url", server.base_url)
     assert result.returncode == 0, result.stderr
@@ -72,6 +110,7 @@ def test_chat_through_a_503_prints_the_reply(server: EmulatorServer) -> None:
     assert CANARY not in result.stdout + result.stderr + as_json.stdout + as_json.stderr
 
 
+@pytest.mark.slow
 def test_deferred_chat_then_wait_from_the_store(server: EmulatorServer, tmp_path: Path) -> None:
     store = tmp_path / "deferred.db"
     result = xretry(
@@ -98,6 +137,7 @@ def test_wait_for_an_unknown_id_exits_4(server: EmulatorServer) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_bad_request_id_and_bad_scenario_exit_2(tmp_path: Path) -> None:
     assert xretry("wait", "../etc", "--base-url", "http://127.0.0.1:9/v1").returncode == 2
     bad = tmp_path / "bad.toml"
@@ -108,6 +148,7 @@ def test_bad_request_id_and_bad_scenario_exit_2(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_network_failure_exits_5() -> None:
     result = xretry("chat", "hi", "--base-url", "http://127.0.0.1:9/v1", timeout=120)
     assert result.returncode == 5
@@ -138,6 +179,7 @@ def test_emulate_serves_on_loopback_and_prints_the_base_url(tmp_path: Path) -> N
         process.communicate(timeout=20)
 
 
+@pytest.mark.slow
 def test_demo_runs_and_reports_json() -> None:
     result = xretry("demo", "--requests", "40", "--concurrency", "8", "--json", timeout=120)
     assert result.returncode == 0, result.stderr

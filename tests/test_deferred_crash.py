@@ -26,6 +26,9 @@ from xretry.emulator import EmulatorServer, Scenario
 
 from .deferred_worker import API_KEY
 
+#: About 5 s (a worker process killed and resumed); `make quick` leaves it to `make test`.
+pytestmark = pytest.mark.slow
+
 WORKER = Path(__file__).with_name("deferred_worker.py")
 JOBS = 12
 #: Seconds of "application work" per delivered line: the kills land in it.

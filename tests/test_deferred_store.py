@@ -163,6 +163,7 @@ def test_sqlite_store_takes_a_str_path(tmp_path: Path) -> None:
         assert again.pending() == ["a"]
 
 
+@pytest.mark.slow
 def test_concurrent_writers_lose_nothing(open_store: OpenStore) -> None:
     stores = [open_store(), open_store()]  # shared and separate
     barrier = threading.Barrier(8)

@@ -34,6 +34,9 @@ from xretry.backends import SQLiteDeferredStore
 
 from . import store_writer
 
+#: About 6 s of processes killed at random: `make quick` leaves it to `make test`.
+pytestmark = pytest.mark.slow
+
 ROUNDS = 30
 WRITERS = 5
 NEW_IDS = 12

@@ -242,6 +242,7 @@ def test_a_lost_race_runs_again_on_the_winners_state(
     assert gate.rate_limited == 14
 
 
+@pytest.mark.slow
 def test_endless_conflicts_open_the_gate_with_a_clear_warning(
     new_redis_client: Callable[[], redis.Redis], caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -67,6 +67,7 @@ def trickling_server() -> Iterator[str]:
         thread.join(5)
 
 
+@pytest.mark.slow
 def test_a_trickling_server_holds_a_call_past_its_deadline() -> None:
     """The documented limit: each read is within the (capped) timeout, the whole is not."""
     policy = xretry.RetryPolicy(deadline=DEADLINE)
@@ -143,6 +144,7 @@ async def test_as_completed_does_not_resubmit_a_post_the_server_may_have_acted_o
     assert isinstance(outcomes[0].error, httpx.ReadTimeout)
 
 
+@pytest.mark.slow
 def test_the_command_reports_a_garbage_answer_as_the_apis_fault() -> None:
     scenario = Scenario(faults=(Fault("garbage", schedule=(1,), endpoints=frozenset({"chat"})),))
     env = {k: v for k, v in os.environ.items() if k != "XAI_BASE_URL"}

@@ -360,6 +360,7 @@ async def through_the_async_poller(
 # -- the tests -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASES))
 def test_the_key_never_comes_out(
     name: str,
@@ -536,6 +537,7 @@ class EchoingEmulator(EmulatorApp):
         await super().__call__(scope, receive, send)
 
 
+@pytest.mark.slow
 def test_the_command_does_not_print_an_echoed_key(tmp_path: Path) -> None:
     with EmulatorServer(app=EchoingEmulator()) as server:
         result = xretry_command(

@@ -34,10 +34,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import pytest
 
 import xretry
 from xretry.emulator import Dropped, EmulatorApp, EmulatorServer, Fault, Scenario
 from xretry.testing import no_wait
+
+#: About 20 s (10,000 requests under tracemalloc); `make quick` leaves it to `make test`.
+pytestmark = pytest.mark.slow
 
 #: Faults on chat completions and on the models list (GETs are idempotent: their drops are
 #: retried, a POST's are not). About one attempt in four fails.

@@ -5,7 +5,8 @@ Exit codes (the same for every command):
 ====  =====================================================================================
 0     success
 1     the API answered with an error (the typed error's message and hint are printed)
-2     bad usage or configuration (a missing ``XAI_API_KEY``, a bad scenario file, bad flags)
+2     bad usage or configuration (a missing ``XAI_API_KEY``, a bad scenario file, bad flags,
+      an extra the command needs not installed)
 3     a deferred completion was not ready before the timeout (the request id is printed)
 4     a deferred completion was not found: unknown, expired, or already fetched
 5     the network failed (connection refused, timeouts) after every retry
@@ -15,6 +16,7 @@ Exit codes (the same for every command):
 from __future__ import annotations
 
 import argparse
+import importlib
 import ipaddress
 import json
 import os
@@ -243,10 +245,38 @@ def _demo(args: argparse.Namespace) -> int:
 _COMMANDS = {"demo": _demo, "emulate": _emulate, "chat": _chat, "wait": _wait}
 
 
+def _extra(args: argparse.Namespace) -> tuple[str, tuple[str, ...]] | None:
+    """The extra a command needs and the modules it brings, or ``None``: ``pip install xretry``
+    alone runs ``chat`` and ``wait``; the emulator needs uvicorn, the demo's table rich."""
+    if args.command == "emulate" or (args.command == "demo" and args.json):
+        return "emulator", ("uvicorn",)
+    if args.command == "demo":
+        return "cli", ("rich", "uvicorn")
+    return None
+
+
+def _check_extra(args: argparse.Namespace) -> None:
+    """Fail before doing anything, in one line naming the extra to install, rather than with
+    an ``ImportError`` halfway through a run."""
+    needed = _extra(args)
+    if needed is None:
+        return
+    extra, modules = needed
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            raise UsageError(
+                f"`xretry {args.command}` needs {module}, which is not installed: "
+                f"pip install 'xretry[{extra}]'"
+            ) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``xretry`` command line; returns the exit code."""
     args = _parser().parse_args(argv)
     try:
+        _check_extra(args)
         return _COMMANDS[args.command](args)
     except UsageError as exc:
         print(f"xretry: {exc}", file=sys.stderr)

@@ -33,6 +33,9 @@ from ._harness import (
 from ._raw_server import reply
 from .conftest import Serve
 
+#: About 5 s of cells over loopback sockets: `make quick` leaves it to `make test`.
+pytestmark = pytest.mark.slow
+
 KINDS: tuple[Kind, ...] = ("transport", "decorator", "submit", "wait", "as_completed")
 
 HTML = (

@@ -47,6 +47,9 @@ from ._raw_server import (
 )
 from .conftest import Serve
 
+#: About 25 s of cells over loopback sockets: `make quick` leaves it to `make test`.
+pytestmark = pytest.mark.slow
+
 ALL = entries(
     "transport", "decorator", "submit", "wait", "as_completed", "batch", methods=("GET", "POST")
 )

@@ -28,6 +28,9 @@ from ._harness import AUTH, OUTAGE_POLL, POLICY, TLS, Call, Entry, assert_cell, 
 from ._raw_server import RID, reply, reset_mid_body, silent
 from .conftest import Emulator, Serve
 
+#: About 5 s of cells: `make quick` leaves it to `make test`.
+pytestmark = pytest.mark.slow
+
 ALL = entries("transport", "decorator", "wait", "as_completed", methods=("GET",))
 #: With ``batch``: as_completed given a body, which it submits, then polls.
 WITH_BATCH = entries("transport", "decorator", "wait", "as_completed", "batch", methods=("GET",))

@@ -31,6 +31,9 @@ from ._harness import (
 )
 from .conftest import Emulator
 
+#: About 12 s of cells: `make quick` leaves it to `make test`.
+pytestmark = pytest.mark.slow
+
 ALL = entries("transport", "decorator", "submit", "wait", "as_completed")
 #: With ``batch``: as_completed given a body, whose refused submissions are resubmitted until the
 #: poll timeout (not the rate-limit cells: there its poll meets the bucket too).
