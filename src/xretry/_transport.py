@@ -491,8 +491,8 @@ class SyncDriver(_HttpDriver):
         if plan is None:
             return self._transport.handle_request(request)
         start = self._clock()
-        wait = self._reserve(request, plan)
         try:
+            wait = self._reserve(request, plan)  # may refuse (fail-fast budget): caller's put back
             first = None
             if wait == 0.0:  # the success path: one send, nothing built
                 try:
@@ -534,8 +534,8 @@ class AsyncDriver(_HttpDriver):
         if plan is None:
             return await self._transport.handle_async_request(request)
         start = self._clock()
-        wait = self._reserve(request, plan)
         try:
+            wait = self._reserve(request, plan)  # may refuse (fail-fast budget): caller's put back
             first = None
             if wait == 0.0:  # the success path: one send, nothing built
                 try:
