@@ -14,9 +14,11 @@ capped at 8 s (``clock`` is injected: nothing sleeps). What follows must see 10 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 import pytest
 
 import xretry
@@ -52,9 +54,7 @@ class Server:
 def _transports(flavour: Flavour, server: Server, clock: FakeClock) -> tuple[Any, Any]:
     mock = flavour.mock(server)
     sync = flavour.RetryTransport(mock, policy=POLICY, sleep=clock.sleep, clock=clock)
-    asynchronous = flavour.AsyncRetryTransport(
-        mock, policy=POLICY, sleep=clock.asleep, clock=clock
-    )
+    asynchronous = flavour.AsyncRetryTransport(mock, policy=POLICY, sleep=clock.asleep, clock=clock)
     return sync, asynchronous
 
 
@@ -127,9 +127,7 @@ def test_a_digest_auth_resend_starts_afresh_sync(flavour: Flavour, clock: FakeCl
 
 
 @pytest.mark.anyio
-async def test_a_digest_auth_resend_starts_afresh_async(
-    flavour: Flavour, clock: FakeClock
-) -> None:
+async def test_a_digest_auth_resend_starts_afresh_async(flavour: Flavour, clock: FakeClock) -> None:
     server = Server(flavour, clock, lambda n, r: None)
     server.answer = _digest_script(flavour, server)
     sent: list[Any] = []
@@ -194,7 +192,12 @@ def test_a_refused_call_leaves_the_request_as_it_was(flavour: Flavour, is_async:
     assert budget.admit()  # exhausted: one probe goes through, the next call is refused
     gate = xretry.Gate(budget=budget)
     sent: list[Any] = []
-    mock = flavour.mock(lambda request: sent.append(request) or flavour.http.Response(200))
+
+    def answer(request: Any) -> Any:
+        sent.append(request)
+        return flavour.http.Response(200)
+
+    mock = flavour.mock(answer)
     cls = flavour.AsyncRetryTransport if is_async else flavour.RetryTransport
     transport = cls(mock, policy=POLICY, gate=gate)
     request = flavour.http.Request("GET", URL, extensions={"timeout": {"read": 30.0}})
@@ -203,12 +206,8 @@ def test_a_refused_call_leaves_the_request_as_it_was(flavour: Flavour, is_async:
     async def send_async() -> Any:
         return await transport.handle_async_request(request)
 
+    send = functools.partial(anyio.run, send_async) if is_async else transport.handle_request
     with pytest.raises(xretry.RetryBudgetExhaustedError):
-        if is_async:
-            import anyio
-
-            anyio.run(send_async)
-        else:
-            transport.handle_request(request)
+        send() if is_async else send(request)
     assert sent == []
     assert request.extensions == before

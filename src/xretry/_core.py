@@ -549,6 +549,8 @@ class RetryCall:
             return self._budget.describe()
         if decision.verdict is Verdict.POLL:
             timeout = self.poll.timeout if self.poll is not None else None
+            if timeout is not None and timeout == policy.deadline:
+                return f"deadline={timeout:g}s reached"  # the transport's deadline bounds a poll
             return f"poll timeout={timeout:g}s reached" if timeout else "polling stopped"
         if decision.delay is not None and decision.delay > policy.max_retry_after:
             return (
@@ -557,7 +559,7 @@ class RetryCall:
             )
         if self._errors.state.attempt_number >= policy.max_attempts:
             return f"max_attempts={policy.max_attempts} reached"
-        if self.poll is not None:
+        if self.poll is not None and self.deadline != policy.deadline:
             return f"poll timeout={self.deadline:g}s would be exceeded"
         return f"deadline={self.deadline:g}s would be exceeded"
 
