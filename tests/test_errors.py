@@ -480,6 +480,8 @@ class Endless:
                 return self  # an iterator object, not an async generator left to the collector
 
             async def __anext__(self) -> bytes:
+                if endless.closed:  # like a connection: closed, it ends the iteration
+                    raise StopAsyncIteration
                 endless.read += 1024
                 return b'{"error": "' + b"x" * 1013
 

@@ -571,18 +571,30 @@ def _prefix_class(base: type, is_async: bool) -> type:
                     close()
 
         async def __aiter__(self) -> AsyncIterator[bytes]:
-            taken = 0
+            # Not a `break` out of the inner stream: its async generators (httpx's, httpcore's)
+            # would be left suspended for the collector, which trio reports. The connection is
+            # closed instead, and the next read ends the iteration all the way down.
+            taken, closed = 0, False
             chunks = self._inner.__aiter__()
             try:
                 async for chunk in chunks:
+                    if closed:
+                        taken += len(chunk)  # what was buffered: not kept
+                        if taken >= 2 * self._limit:
+                            break  # a stream that goes on after closing: let it be
+                        continue
                     yield chunk
                     taken += len(chunk)
                     if taken >= self._limit:
-                        break
+                        closed = True
+                        await self._inner.aclose()
+            except Exception:
+                if not closed:
+                    raise
             finally:
                 aclose = getattr(chunks, "aclose", None)
                 if callable(aclose):
-                    await aclose()
+                    await aclose()  # a no-op for a generator that has ended
 
         def close(self) -> None:
             self._inner.close()
