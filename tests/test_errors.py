@@ -453,3 +453,91 @@ async def test_async_hook_counts_the_attempts() -> None:
             await client.get(URL)
     assert "after 3 attempts" in str(info.value)
     assert info.value.message == "down"
+
+
+# -- an error body that never ends ----------------------------------------------------------------
+
+
+class Endless:
+    """A response body that never ends (1 KiB chunks), counting what was read and whether closed."""
+
+    def __init__(self, flavour: Flavour) -> None:
+        self.flavour = flavour
+        self.read = 0
+        self.closed = False
+
+    def stream(self) -> Any:
+        endless = self
+        http = self.flavour.http
+
+        class Stream(http.SyncByteStream, http.AsyncByteStream):  # type: ignore[misc,name-defined]
+            def __iter__(self) -> Iterator[bytes]:
+                while True:
+                    endless.read += 1024
+                    yield b'{"error": "' + b"x" * 1013
+
+            def __aiter__(self) -> AsyncIterator[bytes]:
+                return self  # an iterator object, not an async generator left to the collector
+
+            async def __anext__(self) -> bytes:
+                if endless.closed:  # like a connection: closed, it ends the iteration
+                    raise StopAsyncIteration
+                endless.read += 1024
+                return b'{"error": "' + b"x" * 1013
+
+            def close(self) -> None:
+                endless.closed = True
+
+            async def aclose(self) -> None:
+                endless.closed = True
+
+        return Stream()
+
+
+@pytest.mark.parametrize("hook", [False, True], ids=["called", "event-hook"])
+def test_raise_for_status_reads_a_bounded_prefix_of_an_endless_body(
+    flavour: Flavour, hook: bool
+) -> None:
+    body = Endless(flavour)
+    transport = flavour.mock(lambda r: flavour.http.Response(500, stream=body.stream()))
+    hooks = {"response": [xretry.raise_for_status]} if hook else {}
+    with (
+        flavour.http.Client(transport=transport, event_hooks=hooks) as client,
+        pytest.raises(xretry.ServerError) as caught,
+        client.stream("POST", URL) as response,
+    ):
+        xretry.raise_for_status(response)
+    assert body.read <= 70 * 1024  # the first 64 KiB, not an endless read
+    assert body.closed
+    assert "unparseable JSON body" in str(caught.value)
+    assert len(caught.value.response.content) <= 70 * 1024  # the prefix stays readable
+
+
+@pytest.mark.parametrize("hook", [False, True], ids=["called", "event-hook"])
+@pytest.mark.anyio
+async def test_araise_for_status_reads_a_bounded_prefix_of_an_endless_body(
+    flavour: Flavour, hook: bool
+) -> None:
+    body = Endless(flavour)
+    transport = flavour.mock(lambda r: flavour.http.Response(503, stream=body.stream()))
+    hooks = {"response": [xretry.araise_for_status]} if hook else {}
+    async with flavour.http.AsyncClient(transport=transport, event_hooks=hooks) as client:
+        with pytest.raises(xretry.ServerError) as caught:
+            async with client.stream("POST", URL) as response:
+                await xretry.araise_for_status(response)
+    assert body.read <= 70 * 1024
+    assert body.closed
+    assert len(caught.value.response.content) <= 70 * 1024
+
+
+def test_a_small_unsized_error_body_is_read_whole(flavour: Flavour) -> None:
+    def chunked(request: Any) -> Any:
+        return flavour.http.Response(500, content=iter([b'{"code": "c", ', b'"error": "boom"}']))
+
+    with (
+        flavour.http.Client(transport=flavour.mock(chunked)) as client,
+        pytest.raises(xretry.ServerError, match="boom") as caught,
+        client.stream("GET", URL) as response,
+    ):
+        xretry.raise_for_status(response)
+    assert caught.value.response.json() == {"code": "c", "error": "boom"}

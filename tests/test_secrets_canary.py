@@ -26,7 +26,9 @@ a deferred result that is not JSON (stored as failed), and an empty error's reas
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
+import http.server
 import inspect
 import json
 import logging
@@ -36,6 +38,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -47,8 +50,11 @@ import httpx
 import pytest
 
 import xretry
+import xretry.httpx2
 from xretry.emulator import EmulatorApp, EmulatorServer, Fault, Scenario, serve
 from xretry.testing import no_wait
+
+from .conftest import Flavour
 
 CANARY = "xai-CANARY-4f1e9b7c2d5a8e30"
 BEARER = f"Bearer {CANARY}"
@@ -554,3 +560,167 @@ def test_the_command_does_not_print_an_echoed_key(tmp_path: Path) -> None:
     evidence.text("stdout", result.stdout)
     evidence.text("stderr", result.stderr)
     assert not evidence.leaks()
+
+
+# -- secrets the request carries elsewhere: the query string, a proxy's credentials, a bad key -----
+
+#: A secret in the query string, a proxy's password and its ``Proxy-Authorization`` token.
+QUERY_SECRET = "qs-CANARY-77e1d0c9b8a6"
+PROXY_PASSWORD = "pw-CANARY-3c9d"
+PROXY_TOKEN = base64.b64encode(f"user:{PROXY_PASSWORD}".encode()).decode()
+ELSEWHERE = (QUERY_SECRET, PROXY_PASSWORD, PROXY_TOKEN, *NEEDLES)
+
+
+class _Echo(http.server.BaseHTTPRequestHandler):
+    """Any request: a 502 whose body is the request's headers, as a broken proxy sends them."""
+
+    def _echo(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        self.rfile.read(length)
+        body = f"upstream failed for {self.path}\n{self.headers}".encode()
+        self.send_response(502)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _echo
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def echo_url() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def own_records(records: list[logging.LogRecord]) -> list[logging.LogRecord]:
+    """Every record but the HTTP libraries' own: httpx logs each request's URL, query string
+    included, at INFO, and httpcore a refused header's value at DEBUG, before xretry sees anything
+    (docs/guarantees.md, section 6, "Limits")."""
+    return [r for r in records if not r.name.startswith(("httpx", "httpcore"))]
+
+
+def leaks_of(evidence: Evidence, needles: tuple[str, ...] = ELSEWHERE) -> list[str]:
+    found = []
+    for where, value in evidence.items:
+        for needle in needles:
+            if (needle in value) if isinstance(value, str) else (needle.encode() in value):
+                found.append(f"{where} holds {needle!r}")
+    return found
+
+
+def _entries(
+    http: Any, retry_transport: Any, inner: Any, evidence: Evidence, *, typed: bool = False
+) -> dict[str, Any]:
+    """A transport call and a decorated call (a plain client, and the library's own
+    ``raise_for_status``, or xretry's typed errors with ``typed``)."""
+    transport = retry_transport(inner(), policy=POLICY, hooks=[evidence.event])
+    through_transport = http.Client(
+        transport=transport, event_hooks={"response": [xretry.raise_for_status]}
+    )
+    plain = http.Client(transport=inner())
+
+    def transport_call(url: str, **kwargs: Any) -> Any:
+        return through_transport.get(url, **kwargs)
+
+    @xretry.retry(policy=POLICY, hooks=[evidence.event])
+    def decorated_call(url: str, **kwargs: Any) -> Any:
+        response = plain.get(url, **kwargs)
+        return xretry.raise_for_status(response) if typed else response.raise_for_status()
+
+    return {"transport": (transport_call, through_transport), "decorator": (decorated_call, plain)}
+
+
+@pytest.mark.parametrize("entry", ["transport", "decorator"])
+def test_a_query_string_secret_never_comes_out(
+    flavour: Flavour, entry: str, echo_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``?api_key=...``: httpx's own messages carry the whole URL; xretry's logs, events, notes
+    and the re-raised exception must not."""
+    caplog.set_level(logging.DEBUG)
+    evidence = Evidence()
+    calls = _entries(flavour.http, flavour.RetryTransport, flavour.http.HTTPTransport, evidence)
+    call, client = calls[entry]
+    with no_wait(), client:
+        capture(evidence, entry, lambda: call(f"{echo_url}/v1/models?api_key={QUERY_SECRET}"))
+    evidence.logs(own_records(caplog.records))
+    assert evidence.errors == 1
+    assert any(where == "retry event" for where, _ in evidence.items)
+    assert not leaks_of(evidence)
+
+
+@pytest.mark.parametrize("entry", ["transport", "decorator"])
+def test_a_proxys_credentials_never_come_out(
+    flavour: Flavour, entry: str, echo_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The inner transport adds ``Proxy-Authorization`` (xretry never sees it on the request);
+    the proxy echoes it in its 502 page: masked as what it looks like."""
+    caplog.set_level(logging.DEBUG)
+    evidence = Evidence()
+    proxy = echo_url.replace("http://", f"http://user:{PROXY_PASSWORD}@")
+
+    def inner() -> Any:
+        return flavour.http.HTTPTransport(proxy=proxy, trust_env=False)
+
+    calls = _entries(flavour.http, flavour.RetryTransport, inner, evidence, typed=True)
+    call, client = calls[entry]
+    with no_wait(), client:
+        capture(evidence, entry, lambda: call("http://api.x.ai.test/v1/models"))
+    evidence.logs(own_records(caplog.records))
+    assert evidence.errors == 1
+    texts = [value for where, value in evidence.items if where.endswith(": str")]
+    assert any("Proxy-Authorization: Basic ***" in str(text) for text in texts), texts
+    assert not leaks_of(evidence)
+
+
+def test_a_key_with_a_trailing_newline_never_comes_out(
+    flavour: Flavour, echo_url: str, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    """A key read from a file, newline and all: h11 refuses the header with the value in its
+    message, through every entry point (the exception's text is masked in place)."""
+    caplog.set_level(logging.DEBUG)
+    evidence = Evidence()
+    headers = {"Authorization": f"Bearer {CANARY}\n"}
+    http = flavour.http
+    with no_wait():
+        for entry, transport in [
+            ("transport", flavour.RetryTransport(http.HTTPTransport(), policy=POLICY)),
+            ("decorator", http.HTTPTransport()),
+        ]:
+            with http.Client(transport=transport, headers=headers) as client:
+
+                @xretry.retry(policy=POLICY, hooks=[evidence.event])
+                def decorated() -> Any:
+                    return client.get(f"{echo_url}/v1/models")
+
+                call = decorated if entry == "decorator" else decorated.__wrapped__  # type: ignore[attr-defined]
+                capture(evidence, entry, call)
+        with http.Client(base_url=f"{echo_url}/v1", headers=headers) as client:
+            poller = xretry.DeferredCompletions(client, policy=POLICY, store=tmp_path / "s.db")
+            capture(evidence, "submit", lambda: poller.submit(**BODY))
+            capture(evidence, "wait", lambda: poller.wait("job-1"))
+            evidence.files("store", tmp_path)
+
+        async def asynchronously() -> None:
+            transport = flavour.AsyncRetryTransport(http.AsyncHTTPTransport(), policy=POLICY)
+            async with http.AsyncClient(transport=transport, headers=headers) as client:
+                await acapture(evidence, "async transport", lambda: client.get(echo_url))
+
+        asyncio.run(asynchronously())
+    evidence.logs(own_records(caplog.records))
+    assert evidence.errors == 5
+    assert all(
+        "LocalProtocolError" in str(value)
+        for where, value in evidence.items
+        if "traceback" in where
+    )
+    assert not leaks_of(evidence)

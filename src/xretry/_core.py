@@ -40,7 +40,7 @@ from ._classify import Decision, Verdict, error_summary, response_of
 from ._errors import GateTimeoutError
 from ._hooks import EventKind, RetryEvent, RetryHook, emit
 from ._policy import PollPolicy, RetryPolicy
-from ._redact import display_url, redact
+from ._redact import display_url, redact, scrub
 
 if TYPE_CHECKING:
     from ._budget import RetryBudget
@@ -537,8 +537,11 @@ class RetryCall:
         # max_attempts=1 without polling is "no retries", asked for: nothing was given up.
         if gave_up and (self.policy.max_attempts > 1 or self.poll is not None):
             emit(self._hooks, self._event("give_up", record))
-        if isinstance(outcome, BaseException) and (len(self._records) > 1 or gave_up):
-            outcome.add_note(describe(history))
+        if isinstance(outcome, BaseException):
+            if self.target.secrets:  # re-raised: its own text must not repeat the request's
+                scrub(outcome, list(self.target.secrets))
+            if len(self._records) > 1 or gave_up:
+                outcome.add_note(describe(history))
         return history
 
     # -- helpers ----------------------------------------------------------------------------------
@@ -549,6 +552,8 @@ class RetryCall:
             return self._budget.describe()
         if decision.verdict is Verdict.POLL:
             timeout = self.poll.timeout if self.poll is not None else None
+            if timeout is not None and timeout == policy.deadline:
+                return f"deadline={timeout:g}s reached"  # the transport's deadline bounds a poll
             return f"poll timeout={timeout:g}s reached" if timeout else "polling stopped"
         if decision.delay is not None and decision.delay > policy.max_retry_after:
             return (
@@ -557,7 +562,7 @@ class RetryCall:
             )
         if self._errors.state.attempt_number >= policy.max_attempts:
             return f"max_attempts={policy.max_attempts} reached"
-        if self.poll is not None:
+        if self.poll is not None and self.deadline != policy.deadline:
             return f"poll timeout={self.deadline:g}s would be exceeded"
         return f"deadline={self.deadline:g}s would be exceeded"
 

@@ -209,7 +209,9 @@ def retry(
     """Retry a sync or async function when it raises something worth retrying.
 
     Bare (``@xretry.retry``) or with arguments (``@xretry.retry(policy=...)``). When it gives up,
-    the original exception is re-raised unchanged, with a note listing the attempts (PEP 678).
+    the original exception is re-raised, unchanged in type, with a note listing the attempts
+    (PEP 678) and its text masked of the failed request's secrets (key, query string, proxy
+    credentials).
     ``sleep`` (sync or async to match the function) and ``clock`` are injectable for tests.
 
     Example::

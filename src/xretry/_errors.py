@@ -32,7 +32,10 @@ whatever the server echoed back.
 
 from __future__ import annotations
 
+import functools
 import json
+import sys
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
@@ -506,16 +509,101 @@ def _shorten(text: str, limit: int = _MAX_MESSAGE) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+#: Longest error body read to build a typed error (the rest is not waited for): a proxy's page or
+#: a body that never ends must not hold ``raise_for_status`` forever (as for a 429's body).
+_MAX_ERROR_BODY = 64 * 1024
+
+
 def _body_of(response: Any) -> bytes:
-    """The body if it is (or can synchronously be) read; ``b""`` when it cannot."""
+    """The body if it is (or can synchronously be) read, at most about :data:`_MAX_ERROR_BODY`
+    bytes of one not read yet; ``b""`` when it cannot be read."""
     try:
         content = response.content
     except Exception:  # not read yet
+        _read_at_most(response, _MAX_ERROR_BODY, is_async=False)
         try:
             content = response.read()
         except Exception:  # async stream in a sync call, closed, or the read failed
             return b""
     return content if isinstance(content, bytes) else b""
+
+
+def _read_at_most(response: Any, limit: int, *, is_async: bool) -> None:
+    """Make the next full read of an unread ``response`` stop after about ``limit`` bytes.
+
+    The response's stream (public in httpx and httpx2) is wrapped, so ``read()`` / ``aread()``
+    keep the prefix as the response's content (still readable by the caller) and close the
+    connection behind it. A body that ends sooner is read whole, as before.
+    """
+    stream = getattr(response, "stream", None)
+    library = sys.modules.get(type(response).__module__.partition(".")[0])
+    base = getattr(library, "AsyncByteStream" if is_async else "SyncByteStream", None)
+    if not isinstance(base, type) or not isinstance(stream, base):
+        return
+    try:
+        response.stream = _prefix_class(base, is_async)(stream, limit)
+    except Exception:  # a response object that will not take it: read as it is
+        return
+
+
+@functools.cache
+def _prefix_class(base: type, is_async: bool) -> type:
+    """A byte stream of ``base`` (a library's sync or async stream class) giving the first
+    ``limit`` bytes of another, then closing it."""
+
+    class Prefix(base):  # type: ignore[misc]
+        def __init__(self, inner: Any, limit: int) -> None:
+            self._inner = inner
+            self._limit = limit
+
+        def __iter__(self) -> Iterator[bytes]:
+            taken = 0
+            chunks = iter(self._inner)
+            try:
+                for chunk in chunks:
+                    yield chunk
+                    taken += len(chunk)
+                    if taken >= self._limit:
+                        break
+            finally:
+                close = getattr(chunks, "close", None)
+                if callable(close):
+                    close()
+
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            # Not a `break` out of the inner stream: its async generators (httpx's, httpcore's)
+            # would be left suspended for the collector, which trio reports. The connection is
+            # closed instead, and the next read ends the iteration all the way down.
+            taken, closed = 0, False
+            chunks = self._inner.__aiter__()
+            try:
+                async for chunk in chunks:
+                    if closed:
+                        taken += len(chunk)  # what was buffered: not kept
+                        if taken >= 2 * self._limit:
+                            break  # a stream that goes on after closing: let it be
+                        continue
+                    yield chunk
+                    taken += len(chunk)
+                    if taken >= self._limit:
+                        closed = True
+                        await self._inner.aclose()
+            except Exception:
+                if not closed:
+                    raise
+            finally:
+                aclose = getattr(chunks, "aclose", None)
+                if callable(aclose):
+                    await aclose()  # a no-op for a generator that has ended
+
+        def close(self) -> None:
+            self._inner.close()
+
+        async def aclose(self) -> None:
+            await self._inner.aclose()
+
+    Prefix.__name__ = Prefix.__qualname__ = f"Prefix{'Async' if is_async else 'Sync'}Stream"
+    return Prefix
 
 
 def error_for_response(response: Any, *, body: bytes | None = None) -> APIStatusError | None:
@@ -588,6 +676,10 @@ def raise_for_status(response: Any) -> Any:
 async def araise_for_status(response: Any) -> Any:
     """Async twin of :func:`raise_for_status`: reads the body with ``aread()`` before mapping."""
     if int(response.status_code) >= 400:
+        try:
+            response.content  # noqa: B018 - raises when the body was not read yet
+        except Exception:
+            _read_at_most(response, _MAX_ERROR_BODY, is_async=True)
         try:
             body = await response.aread()
         except Exception:

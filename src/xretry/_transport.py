@@ -222,6 +222,8 @@ class _HttpDriver:
             and is_deferred_poll(request.method, request.url.path)
         )
         poll = self._poll_for(request, policy) if polls else None
+        if poll is not None and not self._outer:
+            poll = _within_deadline(poll, policy.deadline)
         limit = policy.deadline if poll is None else poll.timeout
         if limit is None:
             if policy is self._policy and replayable and not polls:
@@ -425,20 +427,77 @@ class _HttpAttempts:
             self.request.extensions = {**self.request.extensions, "timeout": timeouts}
 
 
+def _within_deadline(poll: PollPolicy, deadline: float | None) -> PollPolicy:
+    """A poll through the transport ends with the smaller of its poll timeout and the policy's
+    deadline (docs/guarantees.md, section 1: the deadline covers the whole call). The pollers, which
+    own their jobs' schedule, keep ``PollPolicy.timeout`` (``wait(timeout=...)``)."""
+    if deadline is None or (poll.timeout is not None and poll.timeout <= deadline):
+        return poll
+    return poll.replace(timeout=deadline)
+
+
 def _replayable_other(driver: _HttpDriver, stream: Any) -> bool:
-    """Multipart bodies replay (httpx rewinds files); a body of the other library is a mistake."""
-    name = type(stream).__name__
-    if name == "MultipartStream":
-        return True
-    if name == "ByteStream":  # an httpx2 request through the httpx transport, or the reverse
-        expected = driver._buffered.__module__.split(".")[0]
-        raise TypeError(
-            f"{type(driver).__name__} is for {expected} clients, but got a request from "
-            f"{type(stream).__module__.split('.')[0]}: use "
-            + ("xretry.httpx2." if expected == "httpx" else "xretry.")
-            + type(driver).__name__
-        )
+    """Whether a body that is not the library's buffered one can be sent again.
+
+    A multipart body replays when every file part does: bytes or text, or a file httpx can rewind
+    (``seekable()``); a pipe, a socket or a reader without ``seek`` would be sent empty the second
+    time, so such a body is a one-shot stream. Any body of the other library is a mistake, refused
+    with the class to use.
+    """
+    library = type(stream).__module__.partition(".")[0]
+    expected = driver._buffered.__module__.partition(".")[0]
+    if library in _LIBRARIES and library != expected:
+        raise TypeError(_mixed(driver, f"got a request from {library}"))
+    if type(stream).__name__ == "MultipartStream":
+        return _rewindable_parts(stream)
     return False
+
+
+#: The HTTP libraries xretry has transports for (a request of one in the other's is refused).
+_LIBRARIES = frozenset({"httpx", "httpx2"})
+
+
+def _mixed(driver: _HttpDriver, what: str) -> str:
+    """The message for a transport put in a client it is not made for: which class to use."""
+    expected = driver._buffered.__module__.partition(".")[0]
+    name = type(driver).__name__
+    return (
+        f"{name} is for {expected} clients, but {what}: use "
+        + ("xretry.httpx2." if expected == "httpx" else "xretry.")
+        + name
+    )
+
+
+def _wrong_mode(driver: _HttpDriver, right: str, client: str) -> str:
+    """The message for a sync transport in an async client, or the reverse."""
+    library = driver._buffered.__module__.partition(".")[0]
+    where = "xretry.httpx2." if library == "httpx2" else "xretry."
+    return (
+        f"{type(driver).__name__} is not for {client}: use {where}{right} in "
+        f"{'an ' if client.startswith('an') else 'a '}{library}."
+        f"{'Async' if client.startswith('an') else ''}Client"
+    )
+
+
+def _rewindable_parts(stream: Any) -> bool:
+    """True when every part of a multipart body reads the same the second time (httpx and httpx2
+    seek each file back to 0 before sending it, and read bytes and text as they are)."""
+    fields = getattr(stream, "fields", None)
+    if not isinstance(fields, list):
+        return False  # a multipart body of unknown shape: never resent, rather than resent empty
+    for part in fields:
+        if not hasattr(part, "file"):
+            continue  # a form field: text
+        file = part.file
+        if isinstance(file, str | bytes):
+            continue
+        seekable = getattr(file, "seekable", None)
+        try:
+            if not (callable(seekable) and seekable() is True and hasattr(file, "seek")):
+                return False
+        except Exception:  # a closed file: sending it fails anyway, and is not retried
+            return False
+    return True
 
 
 #: Bodies of 429s up to this size are read to tell a rate limit from spent credits; a larger or
@@ -491,8 +550,8 @@ class SyncDriver(_HttpDriver):
         if plan is None:
             return self._transport.handle_request(request)
         start = self._clock()
-        wait = self._reserve(request, plan)
         try:
+            wait = self._reserve(request, plan)  # may refuse (fail-fast budget): caller's put back
             first = None
             if wait == 0.0:  # the success path: one send, nothing built
                 try:
@@ -512,6 +571,21 @@ class SyncDriver(_HttpDriver):
     def close(self) -> None:
         """Close the wrapped transport."""
         self._transport.close()
+
+    # What an async client calls: refused with the class to use, not a bare AttributeError.
+
+    async def handle_async_request(self, request: Any) -> Any:
+        raise TypeError(_wrong_mode(self, "Async" + type(self).__name__, "an async client"))
+
+    async def aclose(self) -> None:
+        """Close the wrapped (sync) transport: what an async client calls on leaving."""
+        self._transport.close()
+
+    async def __aenter__(self) -> Any:
+        raise TypeError(_wrong_mode(self, "Async" + type(self).__name__, "an async client"))
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
 
 class AsyncDriver(_HttpDriver):
@@ -534,8 +608,8 @@ class AsyncDriver(_HttpDriver):
         if plan is None:
             return await self._transport.handle_async_request(request)
         start = self._clock()
-        wait = self._reserve(request, plan)
         try:
+            wait = self._reserve(request, plan)  # may refuse (fail-fast budget): caller's put back
             first = None
             if wait == 0.0:  # the success path: one send, nothing built
                 try:
@@ -555,6 +629,27 @@ class AsyncDriver(_HttpDriver):
     async def aclose(self) -> None:
         """Close the wrapped transport."""
         await self._transport.aclose()
+
+    # What a sync client calls: refused with the class to use, not a bare AttributeError.
+
+    def handle_request(self, request: Any) -> Any:
+        raise TypeError(
+            _wrong_mode(self, type(self).__name__.removeprefix("Async"), "a sync client")
+        )
+
+    def close(self) -> None:
+        """Refused: a sync client cannot close an async transport (see :meth:`handle_request`)."""
+        raise TypeError(
+            _wrong_mode(self, type(self).__name__.removeprefix("Async"), "a sync client")
+        )
+
+    def __enter__(self) -> Any:
+        raise TypeError(
+            _wrong_mode(self, type(self).__name__.removeprefix("Async"), "a sync client")
+        )
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 class RetryTransport(SyncDriver, httpx.BaseTransport):

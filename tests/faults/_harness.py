@@ -14,6 +14,7 @@ covers sync, asyncio and trio with the same assertions.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import ssl
@@ -36,6 +37,7 @@ from ._raw_server import HEALTH_PATH, RID
 
 __all__ = [
     "AUTH",
+    "BODY_KINDS",
     "CHAT",
     "Call",
     "DEFERRED_PATH",
@@ -58,6 +60,8 @@ __all__ = [
     "or_doomed",
     "rotated",
     "run",
+    "shows",
+    "UPLOAD",
 ]
 
 #: ``as_completed`` is given a request id to poll, ``batch`` a body to submit (and then poll).
@@ -182,6 +186,15 @@ class Call:
     extensions: Mapping[str, Any] = field(default_factory=dict)
     #: Send the chat body as a one-shot stream (a generator) instead of buffered JSON.
     stream_body: bool = False
+    #: Another body kind for a POST (see :data:`BODY_KINDS`); ``None``: JSON (or ``stream_body``).
+    body: str | None = None
+    #: The client's headers instead of :data:`AUTH` (a key with a trailing newline, say).
+    headers: Mapping[str, str] | None = None
+    #: A proxy URL for the innermost transport (credentials and all).
+    proxy: str | None = None
+    #: Give the client xretry's ``raise_for_status`` (``araise_for_status``) as a response hook,
+    #: as the README does: it then meets each response before its body is read.
+    hook: bool = False
     request_id: str = RID
     #: Make the health check after the call (off when the server cannot answer one).
     health: bool = True
@@ -255,10 +268,36 @@ async def _achunks() -> AsyncIterator[bytes]:
         yield chunk
 
 
+class _Reader:
+    """A file part that can only be read once (no ``seek``): a socket's or a pipe's reader."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def read(self, size: int = -1) -> bytes:
+        size = len(self._data) if size < 0 else size
+        chunk, self._data = self._data[:size], self._data[size:]
+        return chunk
+
+
+#: The file part of the multipart bodies: what the server must see whole, every time.
+UPLOAD = b'{"custom_id": "fault-matrix", "body": {}}\n' * 64
+#: POST body kinds besides JSON: the ``httpx`` request arguments each is built from (afresh for
+#: every call, as a caller's function builds it), and whether the transport can send it again.
+BODY_KINDS: dict[str, tuple[Callable[[], dict[str, Any]], bool]] = {
+    "bytes": (lambda: {"content": UPLOAD}, True),
+    "multipart-bytes": (lambda: {"files": {"file": ("batch.jsonl", UPLOAD)}}, True),
+    "multipart-file": (lambda: {"files": {"file": ("batch.jsonl", io.BytesIO(UPLOAD))}}, True),
+    "multipart-stream": (lambda: {"files": {"file": ("batch.jsonl", _Reader(UPLOAD))}}, False),
+}
+
+
 def _request_kwargs(entry: Entry, call: Call, *, is_async: bool) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"extensions": dict(call.extensions)}
     if entry.method == "POST":
-        if call.stream_body:
+        if call.body is not None:
+            kwargs.update(BODY_KINDS[call.body][0]())
+        elif call.stream_body:
             kwargs["content"] = _achunks() if is_async else _chunks()
             kwargs["headers"] = {"content-type": "application/json"}
         else:
@@ -270,21 +309,26 @@ def _client_kwargs(entry: Entry, base_url: str, call: Call) -> dict[str, Any]:
     http = entry.http
     return {
         "base_url": base_url,
-        "headers": AUTH,
+        "headers": AUTH if call.headers is None else call.headers,
+        "event_hooks": {"response": [_hook(entry)]} if call.hook else None,
         "timeout": http.Timeout(call.timeout, pool=POOL_TIMEOUT),
         "trust_env": False,
     }
 
 
-def _inner(entry: Entry) -> Any:
+def _hook(entry: Entry) -> Callable[[Any], Any]:
+    return xretry.araise_for_status if entry.is_async else xretry.raise_for_status
+
+
+def _inner(entry: Entry, call: Call) -> Any:
     http = entry.http
     limits = http.Limits(max_connections=1, max_keepalive_connections=1)
     cls = http.AsyncHTTPTransport if entry.is_async else http.HTTPTransport
-    return cls(limits=limits, verify=TLS, trust_env=False)
+    return cls(limits=limits, verify=TLS, trust_env=False, proxy=call.proxy)
 
 
 def _transport(entry: Entry, call: Call) -> Any:
-    inner = _inner(entry)
+    inner = _inner(entry, call)
     if entry.kind != "transport":
         return inner
     sync_cls, async_cls = TRANSPORTS[entry.lib]
@@ -474,11 +518,17 @@ def assert_cell(
 def _shows_key(outcome: Outcome) -> bool:
     """The canary: the key in the error (message, repr, notes, the chain of causes) or in the
     returned value's repr and attempt history."""
+    return shows(outcome, (KEY, KEY[-12:]))
+
+
+def shows(outcome: Outcome, needles: tuple[str, ...]) -> bool:
+    """Whether any of ``needles`` is in the outcome's error (message, repr, args, notes, the chain
+    of causes) or in the returned value's repr and attempt history."""
     texts: list[str] = []
     error: BaseException | None = outcome.error
     seen = 0
     while error is not None and seen < 10:
-        texts += [str(error), repr(error), *getattr(error, "__notes__", [])]
+        texts += [str(error), repr(error), repr(error.args), *getattr(error, "__notes__", [])]
         error = error.__cause__ or error.__context__
         seen += 1
     value = outcome.value
@@ -486,7 +536,7 @@ def _shows_key(outcome: Outcome) -> bool:
     extensions = getattr(value, "extensions", None)
     if isinstance(extensions, dict):
         texts.append(repr(extensions.get("xretry")))
-    return any(KEY in text or KEY[-12:] in text for text in texts)
+    return any(needle in text for needle in needles for text in texts)
 
 
 def attempts_in_note(error: BaseException | None) -> int:

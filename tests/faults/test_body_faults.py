@@ -26,11 +26,12 @@ from ._harness import (
     Kind,
     assert_cell,
     budget,
+    entries,
     or_doomed,
     rotated,
     run,
 )
-from ._raw_server import reply
+from ._raw_server import Conn, Seen, reply
 from .conftest import Serve
 
 #: About 5 s of cells over loopback sockets: `make quick` leaves it to `make test`.
@@ -162,3 +163,26 @@ def test_retried_status_with_a_broken_body(entry: Entry, case: Case, serve: Serv
     assert len(str(outcome.error)) < 1000
     assert server.requests == OUTAGE_POLICY.max_attempts
     assert server.request_connections == 1  # every discarded answer was read: the connection reused
+
+
+def endless_500(conn: Conn, request: Seen) -> bool:
+    """A 500 whose chunked body never ends (until the client goes away)."""
+    head = b"HTTP/1.1 500 Internal Server Error\r\ntransfer-encoding: chunked\r\n\r\n"
+    if not conn.send(head):
+        return False
+    chunk = b'{"code": "x", "error": "' + b"x" * 4000
+    while conn.send(b"%x\r\n%s\r\n" % (len(chunk), chunk)):
+        pass
+    return False
+
+
+@pytest.mark.parametrize("entry", entries("transport", "decorator"))
+def test_an_endless_error_body_under_a_raise_for_status_hook(entry: Entry, serve: Serve) -> None:
+    """The README's client: ``raise_for_status`` as a response hook meets the response before its
+    body is read. A 500 whose body never ends is read to a bounded prefix, and ends in its typed
+    error after max_attempts (the transport leaves an unsized body alone and retries)."""
+    server = serve([endless_500])
+    outcome = run(entry, server.base_url, Call(policy=OUTAGE_POLICY, hook=True, health=False))
+    assert_cell(outcome, xretry.ServerError, budget=budget(entry))
+    assert server.requests == OUTAGE_POLICY.max_attempts
+    assert len(str(outcome.error)) < 1000

@@ -1,5 +1,5 @@
 """The caller's own mistakes, at every entry point: invalid policies and overrides, a request
-body that cannot be sent twice, a client already closed.
+body that cannot be sent twice (and every other body kind), a client already closed.
 
 Each ends at once in a clear, typed error (a ``ValueError`` naming what is wrong, before anything
 is sent), or, for a one-shot streaming body, in the first outcome: the body cannot be replayed,
@@ -23,9 +23,11 @@ import xretry.httpx2
 from xretry import PollPolicy, RetryPolicy
 
 from ._harness import (
+    BODY_KINDS,
     DEFERRED_PATH,
     POLICY,
     TLS,
+    UPLOAD,
     Call,
     Entry,
     assert_cell,
@@ -271,6 +273,29 @@ def test_one_shot_body_and_connection_refused(entry: Entry, refused_url: str) ->
         assert attempts_in_note(outcome.error) == 0
     else:
         assert outcome.calls == POLICY.max_attempts
+
+
+@pytest.mark.parametrize("kind", list(BODY_KINDS))
+@pytest.mark.parametrize("entry", STREAMED)
+def test_every_body_kind_and_a_503(entry: Entry, kind: str, serve: Serve) -> None:
+    """Every other body kind: the transport resends what it can send whole (bytes; multipart
+    whose file parts are bytes or seekable files) and returns the first outcome of what it can't
+    (a file part that cannot seek would be sent empty); the decorated function builds its body
+    afresh on each call. The server never sees a partial or empty upload."""
+    server = serve([reply(503, b'{"code": "x", "error": "busy"}'), ok])
+    outcome = run(entry, server.base_url, Call(body=kind))
+    replayable = BODY_KINDS[kind][1]
+    if entry.kind == "transport" and not replayable:
+        assert_cell(outcome, xretry.ServerError, budget=budget(entry))
+        assert isinstance(outcome.error, xretry.ServerError)
+        history = outcome.error.response.extensions["xretry"]
+        assert "one-shot stream" in history.attempts[-1].reason
+        assert server.requests == 1
+    else:
+        assert_cell(outcome, None, budget=budget(entry))
+        assert server.requests == 2
+        assert outcome.calls == (2 if entry.kind == "decorator" else 0)
+    assert all(UPLOAD in seen.body for seen in server.seen)  # never a partial or empty resend
 
 
 # -- a closed client ---------------------------------------------------------------------------

@@ -24,7 +24,18 @@ import xretry
 from xretry.emulator import EmulatorApp, Fault
 
 from ._emulator import aimed, submit_job
-from ._harness import AUTH, OUTAGE_POLL, POLICY, TLS, Call, Entry, assert_cell, entries, run
+from ._harness import (
+    AUTH,
+    DEFERRED_PATH,
+    OUTAGE_POLL,
+    POLICY,
+    TLS,
+    Call,
+    Entry,
+    assert_cell,
+    entries,
+    run,
+)
 from ._raw_server import RID, reply, reset_mid_body, silent
 from .conftest import Emulator, Serve
 
@@ -166,3 +177,16 @@ def test_poll_timeout_caps_a_silent_server(entry: Entry, serve: Serve) -> None:
     call = poll_call(RID, policy=policy, poll=OUTAGE_POLL, timeout=0.6)
     outcome = run(entry, server.base_url, call)
     assert outcome.elapsed <= OUTAGE_POLL.timeout + 0.4, outcome  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("entry", entries("transport", methods=("GET",)))
+def test_a_poll_through_the_transport_ends_with_its_deadline(entry: Entry, serve: Serve) -> None:
+    """A plain GET of the deferred-completion endpoint polls: a deadline smaller than the poll
+    timeout ends it (the last 202 returned), not the poll timeout (30 s here)."""
+    server = serve([reply(202, b"")])
+    policy = POLICY.replace(deadline=0.3)
+    call = Call(policy=policy, poll=OUTAGE_POLL.replace(timeout=30.0), path=DEFERRED_PATH)
+    outcome = run(entry, server.base_url, call)
+    assert_cell(outcome, None, budget=0.3)
+    assert outcome.value == (202, b"")
+    assert server.requests >= 2
