@@ -70,6 +70,8 @@ class BatchPoller(Protocol):
 
     def _answered(self, request_id: str, response: Any) -> dict[str, Any]: ...
 
+    def _unclaimed(self, outcome: DeferredOutcome) -> None: ...
+
 
 @dataclass(order=True)
 class _Job:
@@ -204,10 +206,8 @@ class Batch:
                 timeout = self.poll.timeout
                 late = timeout is not None and self.now() - started >= timeout
                 if late or not _worth_another_poll(exc, "POST"):
-                    self.outstanding -= 1
                     known = exc.request_id if isinstance(exc, DeferredError) else ""
-                    await send.send(DeferredOutcome(known, error=exc))
-                    self.wakeup.set()
+                    self._deliver(DeferredOutcome(known, error=exc), send)
                     return
             await self._pause_for(poll_gap(self.poll, 1, self.rng, None))
         now = self.now()
@@ -243,8 +243,19 @@ class Batch:
             outcome = DeferredOutcome(job.request_id, stored)
         except Exception as exc:
             outcome = DeferredOutcome(job.request_id, error=exc)
+        self._deliver(outcome, send)
+
+    def _deliver(
+        self, outcome: DeferredOutcome, send: MemoryObjectSendStream[DeferredOutcome]
+    ) -> None:
+        """Hand an outcome to the caller's iteration, with no checkpoint in between (a fetched
+        result must not be dropped by a cancellation); if the caller has left, the poller keeps
+        it for the next ``wait``."""
         self.outstanding -= 1
-        await send.send(outcome)
+        try:
+            send.send_nowait(outcome)  # the buffer is unbounded
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            self.poller._unclaimed(outcome)
         self.wakeup.set()
 
     def _reschedule(
@@ -257,10 +268,8 @@ class Batch:
         gap = poll_gap(self.poll, job.polls, self.rng, hint)
         timeout = self.poll.timeout
         if timeout is not None and now + gap - job.started >= timeout:
-            self.outstanding -= 1
             error = DeferredTimeoutError(job.request_id, waited=now - job.started, polls=job.polls)
-            send.send_nowait(DeferredOutcome(job.request_id, error=error))
-            self.wakeup.set()
+            self._deliver(DeferredOutcome(job.request_id, error=error), send)
             return
         job.due = now + gap
         job.seq = next(self.seq)

@@ -449,6 +449,12 @@ class _Poller:
             raise DeferredResultError(request_id, body=arrival.body, reason=arrival.reason)
         return arrival.completion
 
+    def _unclaimed(self, outcome: DeferredOutcome) -> None:
+        """A result ``as_completed`` fetched but the caller left before taking: without a store
+        (with one, it is there, unacknowledged), kept for the next ``wait()`` of its id."""
+        if outcome.completion is not None and self.store is None:
+            self._kept[outcome.request_id] = _Arrival(outcome.completion, b"", "", [], stored=True)
+
     # -- the end of a poll ------------------------------------------------------------------------
 
     def _answered(self, request_id: str, response: Any) -> dict[str, Any]:
@@ -725,6 +731,11 @@ class AsyncDeferredCompletions(_Poller):
                     yield outcomes
             finally:
                 group.cancel_scope.cancel()
+                while True:  # outcomes fetched but never asked for: kept for a later wait()
+                    try:
+                        self._unclaimed(receive.receive_nowait())
+                    except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                        break
 
     async def _acknowledging(
         self, receive: MemoryObjectReceiveStream[DeferredOutcome]

@@ -35,13 +35,15 @@ from ._harness import (
     LIBS,
     POLICY,
     POLL,
+    POOL_TIMEOUT,
     SLACK,
     TLS,
     Entry,
     leaked_fds,
     open_fds,
 )
-from .conftest import Emulator
+from ._raw_server import RID, delayed, ok, reply, slow_body
+from .conftest import Emulator, Serve
 
 Write = Literal["add", "complete", "fail", "acknowledge"]
 Kind = Literal["submit", "wait", "create", "as_completed", "batch"]
@@ -251,3 +253,116 @@ def _store_cell(
     assert store.failures == 1
     # the server handed the result over once, and nobody asked again
     assert stats.get("requests.deferred", 0) == 1, stats
+
+
+# -- cancellation at each await of the pollers ----------------------------------------------------
+
+Point = Literal["submit-sent", "first-delay", "poll-sent", "body", "poll-gap", "retry-wait"]
+#: Where each point can strike.
+POINTS: dict[Point, tuple[Kind, ...]] = {
+    "submit-sent": ("create", "batch"),
+    "first-delay": ("create", "batch"),
+    "poll-sent": ("wait", "create", "as_completed", "batch"),
+    "body": ("wait", "create", "as_completed", "batch"),
+    "poll-gap": ("wait", "create", "as_completed", "batch"),
+    "retry-wait": ("wait", "create", "as_completed", "batch"),
+}
+#: Small waits that tell the pollers' sleeps apart: first delay, 202 gap, a 503's retry-after.
+CANCEL_POLL = POLL.replace(first_delay=0.05, interval=0.01, max_interval=0.01, timeout=5.0)
+UNAVAILABLE = reply(503, b'{"code": "x", "error": "unavailable"}', [("retry-after", "1")])
+#: Leaving must take well under the server's 1 s retry-after.
+PROMPT = 0.5
+
+
+def cancel_cells() -> list[Any]:
+    return [
+        pytest.param(point, kind, lib, mode, id=f"{point}-{kind}-{lib}-{mode}")
+        for point, kinds in POINTS.items()
+        for kind in kinds
+        for lib in LIBS
+        for mode in ("asyncio", "trio")
+    ]
+
+
+def _script(point: Point, kind: Kind) -> list[Any]:
+    scripts: dict[str, list[Any]] = {
+        "submit-sent": [ok],
+        "first-delay": [ok],
+        "poll-sent": [delayed(1.0, ok), ok],
+        "body": [slow_body(0.3), reply(404, b'{"code": "x", "error": "gone"}')],
+        "poll-gap": [reply(202, b""), ok],
+        "retry-wait": [UNAVAILABLE, ok],
+    }
+    polls = scripts[point]
+    return [ok, *polls] if kind in ("create", "batch") else polls
+
+
+@pytest.mark.parametrize(("point", "kind", "lib", "mode"), cancel_cells())
+def test_cancelling_a_poller_is_prompt_and_keeps_a_result_in_transit(
+    point: Point, kind: Kind, lib: str, mode: Mode, serve: Serve
+) -> None:
+    server = serve(_script(point, kind))
+    http = LIBS[lib]
+    before = open_fds()
+
+    async def main() -> tuple[Any, float, Any, int, int]:
+        scope = anyio.CancelScope()
+
+        async def on_request(request: Any) -> None:
+            is_poll = request.method == "GET"
+            if (point == "submit-sent" and not is_poll) or (point == "poll-sent" and is_poll):
+                scope.cancel()
+
+        async def on_response(response: Any) -> None:
+            if point == "body" and response.request.method == "GET" and response.status_code == 200:
+                scope.cancel()  # the headers are in; the body is on the wire
+
+        async def sleep(seconds: float) -> None:
+            strikes = {
+                "first-delay": 0.02 < seconds <= 0.06,
+                "poll-gap": seconds <= 0.011,
+                "retry-wait": seconds >= 0.5,
+            }
+            if strikes.get(point, False):
+                scope.cancel()
+            await anyio.sleep(seconds)
+
+        limits = http.Limits(max_connections=1, max_keepalive_connections=1)
+        async with http.AsyncClient(
+            **client_kwargs(server.base_url),
+            timeout=http.Timeout(5.0, pool=POOL_TIMEOUT),
+            limits=limits,
+            event_hooks={"request": [on_request], "response": [on_response]},
+        ) as client:
+            poller = xretry.AsyncDeferredCompletions(
+                client, policy=POLICY, poll=CANCEL_POLL, sleep=sleep
+            )
+            first: Any = None
+            started = time.monotonic()
+            with scope:
+                first = await _async_first(kind, poller, "" if kind in ("create", "batch") else RID)
+            elapsed = time.monotonic() - started
+            asked = server.requests
+            if point == "submit-sent":
+                return first, elapsed, None, asked, asked
+            scope_later = anyio.CancelScope()  # nothing cancels it: the next wait, as usual
+            with scope_later:
+                later = await _async_first("wait", poller, RID)
+            return first, elapsed, later, asked, server.requests
+
+    first, elapsed, later, asked, asked_after = anyio.run(main, backend=mode)
+    assert leaked_fds(before) == {}
+    if point == "body":
+        # kept: handed over by the call, or by the next wait without asking the server again
+        if first is not None:  # handed over by the call itself (once: it is not kept)
+            assert first["object"] == "chat.completion", first
+            return
+        assert isinstance(later, dict), later
+        assert later["object"] == "chat.completion"
+        assert asked_after == asked
+        return
+    assert first is None, first  # the call was cancelled
+    assert elapsed < PROMPT, f"leaving took {elapsed:.3f}s at {point}"
+    if point != "submit-sent":  # the job was left pending: asked again, it is delivered
+        assert isinstance(later, dict), later
+        assert later["object"] == "chat.completion"
