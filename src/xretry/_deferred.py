@@ -41,7 +41,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from ._batch import Batch, DeferredOutcome
 from ._classify import Verdict, classify_exception, error_summary, request_of
-from ._core import pause
+from ._core import RetryHistory, describe, pause
 from ._drivers import anyio_sleep, arun, run
 from ._errors import (
     DeferredError,
@@ -469,12 +469,15 @@ class _Poller:
             # Not ready, or 429s/5xx until the poll timeout: either way, not delivered in time.
             polls = sum(1 for a in getattr(history, "attempts", ()) if a.status_code == 202)
             error = None if status == 202 else error_for_response(response)
-            raise DeferredTimeoutError(
+            timeout = DeferredTimeoutError(
                 request_id,
                 waited=getattr(history, "elapsed", 0.0),
                 polls=polls,
                 last=None if error is None else f"{type(error).__name__} ({status})",
-            ) from error
+            )
+            if error is not None and isinstance(history, RetryHistory):
+                timeout.add_note(describe(history))
+            raise timeout from error
         error = error_for_response(response)
         if status in (400, 404) and not isinstance(error, InvalidAPIKeyError):
             message = error.message if error is not None else ""
@@ -503,9 +506,12 @@ class _Poller:
         retryable = classify_exception(exc, method="GET").verdict is Verdict.RETRY
         if isinstance(exc, DeferredError) or not (retryable or isinstance(exc, GateTimeoutError)):
             return exc
-        return DeferredTimeoutError(
+        timeout = DeferredTimeoutError(
             request_id, waited=self._clock() - started, polls=0, last=type(exc).__name__
         )
+        for note in getattr(exc, "__notes__", ()):  # the attempts, as the last error listed them
+            timeout.add_note(note)
+        return timeout
 
 
 class DeferredCompletions(_Poller):
