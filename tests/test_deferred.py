@@ -301,10 +301,13 @@ def test_sync_outages_cost_exactly_max_attempts(
         sync_poller(flavour, api, clock, inner=inner).submit(**CHAT)
     assert api.count("POST") == POLICY.max_attempts
     # A paid-for job is not given up on after max_attempts: a 5xx run while polling is retried
-    # until the poll timeout, one request per attempt whatever the client has inside.
+    # until the poll timeout, one request per attempt whatever the client has inside, and ends
+    # in DeferredTimeoutError with the id (the last 503 its cause).
     api = Api(flavour, poll=[503])
-    with pytest.raises(xretry.ServerError):
+    with pytest.raises(xretry.DeferredTimeoutError) as caught:
         sync_poller(flavour, api, clock, inner=inner).wait(RID)
+    assert caught.value.request_id == RID
+    assert isinstance(caught.value.__cause__, xretry.ServerError)
     elapsed, attempts = 0.0, 1
     while elapsed + min(POLICY.initial_delay * 2 ** (attempts - 1), POLICY.max_delay) < 60.0:
         elapsed += min(POLICY.initial_delay * 2 ** (attempts - 1), POLICY.max_delay)
@@ -448,14 +451,44 @@ def test_invalid_request_ids_raise_value_error(
     assert api.seen == []
 
 
-@pytest.mark.parametrize("request_id", ["..", ".", f"{RID}?x=1", f"{RID}#frag"])
-def test_request_ids_that_change_the_url_are_rejected(
+@pytest.mark.parametrize("request_id", ["..", ".", "a\\b", "a\nb", "x" * 257, f"{RID}/../models"])
+def test_request_ids_that_cannot_stay_one_path_segment_are_rejected(
     flavour: Flavour, clock: FakeClock, request_id: str
 ) -> None:
     api = Api(flavour)
-    with pytest.raises(ValueError, match="request_id"):
+    with pytest.raises(xretry.DeferredIdError, match="request_id") as caught:
         sync_poller(flavour, api, clock).wait(request_id)
+    assert isinstance(caught.value, ValueError)
+    assert caught.value.request_id == request_id
     assert api.seen == []
+
+
+@pytest.mark.parametrize(
+    ("request_id", "raw_path"),
+    [
+        ("AbC+dEf==", "AbC%2BdEf%3D%3D"),
+        (f"{RID}?x=1", f"{RID}%3Fx%3D1"),
+        (f"{RID}#frag", f"{RID}%23frag"),
+        ("id:with@colon", "id:with@colon"),
+        ("caf\u00e9", "caf%C3%A9"),
+    ],
+)
+def test_any_id_is_percent_encoded_into_its_own_path_segment(
+    flavour: Flavour, clock: FakeClock, request_id: str, raw_path: str
+) -> None:
+    """submit() and wait() agree on what an id is: whatever the server returned is polled,
+    percent-encoded, and cannot change the URL it goes into."""
+    paths: list[bytes] = []
+    api = Api(flavour, submit=[Reply(200, {"request_id": request_id})])
+
+    def handler(request: Any) -> Any:
+        paths.append(request.url.raw_path)
+        return api(request)
+
+    poller = sync_poller(flavour, api, clock, handler=handler)
+    assert poller.submit(**CHAT) == request_id
+    assert poller.wait(request_id) == COMPLETION
+    assert paths[-1] == f"/v1/chat/deferred-completion/{raw_path}".encode()
 
 
 # -- the async poller (asyncio and trio) ----------------------------------------------------------
@@ -488,7 +521,7 @@ async def test_async_requests_are_never_multiplied(
     poller = async_poller(flavour, api, clock, inner=inner)
     with pytest.raises(xretry.ServerError):
         await poller.submit(**CHAT)
-    with pytest.raises(xretry.ServerError):
+    with pytest.raises(xretry.DeferredTimeoutError):
         await poller.wait(RID)
     # Polling a paid-for job retries until the poll timeout (8 attempts fit in 60 s here), once
     # per attempt whatever the client has inside.

@@ -446,6 +446,9 @@ def _date(offset: float) -> str:
         ({"retry-after": "1"}, None),  # "under a second": nothing certain to share
         ({"retry-after": "3"}, 2.0),  # rounded up from more than 2 s
         ({"retry-after": "0"}, None),
+        ({"retry-after": "2.5"}, 2.5),  # a fraction was not rounded up: all of it is certain
+        ({"retry-after": "0.4"}, 0.4),
+        ({"retry-after": "3.0"}, 2.0),  # a whole number, written with a fraction
         ({"retry-after": _date(10)}, 9.0),  # an HTTP date counts like whole seconds
         ({"retry-after": _date(-30)}, None),  # in the past
         ({"retry-after": "soon"}, None),

@@ -3,7 +3,9 @@
 One heap of due polls and one dispatcher: a task is started only when one of the ``concurrency``
 slots is free, due polls before new submissions (a submitted job waiting is paid-for work), so
 10,000 pending jobs are 10,000 small heap entries, not 10,000 parked tasks. Every poll goes through
-the poller's driver (its gate, its retry loop); a result in transit is shielded from cancellation.
+the poller's driver (its gate, its retry loop). Leaving early cancels everything at once but a
+result in transit: a poll's 200 is read and recorded shielded (in the poller's inner transport),
+never the waits and retries around it.
 """
 
 from __future__ import annotations
@@ -25,7 +27,14 @@ from . import _testing
 from ._classify import Verdict, classify_exception
 from ._core import pause, poll_gap
 from ._drivers import arun
-from ._errors import DeferredTimeoutError, RateLimitError, ServerError, XRetryError
+from ._errors import (
+    DeferredError,
+    DeferredStoreError,
+    DeferredTimeoutError,
+    RateLimitError,
+    ServerError,
+    XRetryError,
+)
 from ._headers import retry_hint
 from ._outer import DEADLINE
 from ._policy import PollPolicy
@@ -60,6 +69,8 @@ class BatchPoller(Protocol):
     def _poll_request(self, request_id: str, poll: PollPolicy | bool) -> Any: ...
 
     def _answered(self, request_id: str, response: Any) -> dict[str, Any]: ...
+
+    def _unclaimed(self, outcome: DeferredOutcome) -> None: ...
 
 
 @dataclass(order=True)
@@ -186,15 +197,17 @@ class Batch:
             try:
                 request_id = await self.poller.submit(**body)
                 break
+            except DeferredStoreError as exc:
+                request_id = exc.request_id  # accepted (and logged): poll it all the same
+                break
             except Exception as exc:
                 # A submission that was refused (429, 5xx) was not accepted, so not paid for:
                 # try again later, within the poll timeout. Anything else ends the job.
                 timeout = self.poll.timeout
                 late = timeout is not None and self.now() - started >= timeout
                 if late or not _worth_another_poll(exc, "POST"):
-                    self.outstanding -= 1
-                    await send.send(DeferredOutcome("", error=exc))
-                    self.wakeup.set()
+                    known = exc.request_id if isinstance(exc, DeferredError) else ""
+                    self._deliver(DeferredOutcome(known, error=exc), send)
                     return
             await self._pause_for(poll_gap(self.poll, 1, self.rng, None))
         now = self.now()
@@ -210,29 +223,39 @@ class Batch:
                 if timeout is not None:  # this poll's retries end with the job's poll timeout
                     left = timeout - (self.now() - job.started)
                     request.extensions[DEADLINE] = max(left, 0.001)
-                # Shielded from the send to the store: a result the server has sent is gone
-                # from it, so leaving the block early must not drop it on the floor.
-                with anyio.CancelScope(shield=True):
-                    try:
-                        response = await poller._driver.handle_async_request(request)
-                    except Exception as exc:
-                        if not _worth_another_poll(exc):
-                            raise
-                        self._reschedule(job, None, send)  # nothing was delivered: ask later
-                        return
-                    history = response.extensions.get("xretry")
-                    if response.status_code == 202 or getattr(history, "gave_up", False):
-                        # Not ready, or a 429/5xx run that outlasted the policy: a paid-for
-                        # job is not given up on before its poll timeout.
-                        await response.aclose()
-                        self._reschedule(job, response, send)
-                        return
-                    stored = poller._answered(job.request_id, response)
+                # Not shielded: a 200 is read and recorded, shielded, the moment it arrives (in
+                # the poller's inner transport); the waits and retries around it end at once.
+                try:
+                    response = await poller._driver.handle_async_request(request)
+                except Exception as exc:
+                    if not _worth_another_poll(exc):
+                        raise
+                    self._reschedule(job, None, send)  # nothing was delivered: ask later
+                    return
+                history = response.extensions.get("xretry")
+                if response.status_code == 202 or getattr(history, "gave_up", False):
+                    # Not ready, or a 429/5xx run that outlasted the policy: a paid-for
+                    # job is not given up on before its poll timeout.
+                    self._reschedule(job, response, send)
+                    await response.aclose()
+                    return
+                stored = poller._answered(job.request_id, response)
             outcome = DeferredOutcome(job.request_id, stored)
         except Exception as exc:
             outcome = DeferredOutcome(job.request_id, error=exc)
+        self._deliver(outcome, send)
+
+    def _deliver(
+        self, outcome: DeferredOutcome, send: MemoryObjectSendStream[DeferredOutcome]
+    ) -> None:
+        """Hand an outcome to the caller's iteration, with no checkpoint in between (a fetched
+        result must not be dropped by a cancellation); if the caller has left, the poller keeps
+        it for the next ``wait``."""
         self.outstanding -= 1
-        await send.send(outcome)
+        try:
+            send.send_nowait(outcome)  # the buffer is unbounded
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            self.poller._unclaimed(outcome)
         self.wakeup.set()
 
     def _reschedule(
@@ -245,10 +268,8 @@ class Batch:
         gap = poll_gap(self.poll, job.polls, self.rng, hint)
         timeout = self.poll.timeout
         if timeout is not None and now + gap - job.started >= timeout:
-            self.outstanding -= 1
             error = DeferredTimeoutError(job.request_id, waited=now - job.started, polls=job.polls)
-            send.send_nowait(DeferredOutcome(job.request_id, error=error))
-            self.wakeup.set()
+            self._deliver(DeferredOutcome(job.request_id, error=error), send)
             return
         job.due = now + gap
         job.seq = next(self.seq)

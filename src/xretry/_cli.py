@@ -31,6 +31,7 @@ from . import __version__
 from ._deferred import DeferredCompletions
 from ._errors import (
     APIStatusError,
+    DeferredIdError,
     DeferredNotFoundError,
     DeferredTimeoutError,
     XRetryError,
@@ -291,6 +292,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DeferredNotFoundError as exc:
         print(f"xretry: {exc}", file=sys.stderr)
         return EXIT_NOT_FOUND
+    except DeferredIdError as exc:  # a request id that cannot be polled: the caller's to fix
+        print(f"xretry: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except (APIStatusError, XRetryError) as exc:
         print(f"xretry: {exc}", file=sys.stderr)
         return EXIT_API

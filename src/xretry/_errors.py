@@ -17,11 +17,13 @@
           └── ServerError                 5xx
      RetryBudgetExhaustedError           not sent: the server is failing (fail-fast budget)
      GateTimeoutError                    not sent: the gate's wait is longer than the deadline
-     DeferredError                       request_id
-      ├── DeferredTimeoutError            still not ready when the poll timeout ran out
+     DeferredError                       request_id (never retried by @xretry.retry)
+      ├── DeferredTimeoutError            not delivered when the poll timeout ran out
       ├── DeferredNotFoundError           unknown, expired (24 h) or already fetched id
-      ├── DeferredPollError               a poll failed for good (xretry.xai_sdk); not resubmitted
-      └── DeferredResultError             the 200 arrived but its body is not a completion
+      ├── DeferredPollError               a poll failed for good; the job was not resubmitted
+      ├── DeferredResultError             the 200 arrived but its body is not a completion
+      ├── DeferredStoreError (OSError)    the store could not record an id or a result
+      └── DeferredIdError (ValueError)    an id that cannot be put into the poll URL safely
 
 Each ``hint`` is the solution column of xAI's status table, fitted to the host that answered: xAI's
 console, key variable and status page for api.x.ai and unknown hosts, Anthropic's or OpenAI's own
@@ -48,9 +50,11 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "DeferredError",
+    "DeferredIdError",
     "DeferredNotFoundError",
     "DeferredPollError",
     "DeferredResultError",
+    "DeferredStoreError",
     "DeferredTimeoutError",
     "GateTimeoutError",
     "InvalidAPIKeyError",
@@ -287,13 +291,20 @@ def _rebuild_deferred(cls: type[DeferredError], args: tuple[Any, ...]) -> Deferr
 
 
 class DeferredTimeoutError(DeferredError):
-    """Still pending when the poll timeout ran out. The result is not lost: wait again later."""
+    """Not delivered when the poll timeout ran out: still pending, or the server kept failing (429s,
+    5xx, connection errors: ``last`` says what came last, and ``__cause__`` is that error). The
+    result is not lost: wait again later."""
 
-    def __init__(self, request_id: str, *, waited: float, polls: int) -> None:
+    def __init__(
+        self, request_id: str, *, waited: float, polls: int, last: str | None = None
+    ) -> None:
         self.waited = waited
         self.polls = polls
+        self.last = last
+        why = "" if last is None else f"; the last poll got {last}"
         super().__init__(
-            f"deferred completion {request_id} not ready after {waited:.1f}s and {polls} polls",
+            f"deferred completion {request_id} not ready after {waited:.1f}s and {polls} polls"
+            f"{why}",
             request_id=request_id,
             hint=(
                 "The job is still running: call wait() again with this request_id (within 24 "
@@ -328,12 +339,13 @@ class DeferredPollError(DeferredError):
     an outer ``@xretry.retry`` does not run the submission again either.
     """
 
-    def __init__(self, request_id: str, *, reason: str) -> None:
+    def __init__(self, request_id: str, *, reason: str, hint: str | None = None) -> None:
         self.reason = reason
         super().__init__(
             f"polling deferred completion {request_id} failed: {reason}",
             request_id=request_id,
-            hint=(
+            hint=hint
+            or (
                 "The job was submitted (and is billed) once. Poll it again with "
                 "xretry.xai_sdk.defer(chat, request_id=...) within 24 hours of submission; "
                 "calling defer() without request_id would submit a second job."
@@ -354,6 +366,67 @@ class DeferredResultError(DeferredError):
             f"deferred completion {request_id} was fetched but its body is unusable: {reason}",
             request_id=request_id,
             hint="The raw body is on this error's .body attribute; the server won't resend it.",
+        )
+
+
+class DeferredStoreError(DeferredError, OSError):
+    """The store could not record what the server handed over: a submitted job's id, or a fetched
+    result (a lock held past the busy timeout, a full disk, an unreachable Redis).
+
+    Nothing is lost with it: ``request_id`` is the job's id, ``completion`` the fetched result
+    (``None`` for a submission), ``body`` the raw body of a fetched 200 that was not a completion
+    (else ``None``), and ``__cause__`` the store's error. The poller keeps a fetched result in
+    memory until the store takes it: a later ``wait()`` for the id tries the store again and
+    hands it over then. An ``OSError`` too, as the stores' own errors are.
+    """
+
+    def __init__(
+        self,
+        request_id: str,
+        *,
+        reason: str,
+        completion: dict[str, Any] | None = None,
+        body: bytes | None = None,
+    ) -> None:
+        self.completion = completion
+        self.body = body
+        self.reason = reason
+        fetched = completion is not None or body is not None
+        what = "fetched (the result is on .completion)" if completion is not None else ""
+        if body is not None:
+            what = "fetched but unusable (the raw body is on .body)"
+        if not fetched:
+            what = "submitted (and is billed)"
+        super().__init__(
+            f"deferred completion {request_id} was {what}, but the store could not record it: "
+            f"{reason}",
+            request_id=request_id,
+            hint=(
+                "Free the store (a lock held by another process, a full disk, Redis down), then "
+                "wait() for this request_id again: this poller keeps a fetched result in memory "
+                "and records it then."
+                if fetched
+                else "Record this request_id yourself, or wait() for it once the store is back "
+                "(within 24 hours): the job is running."
+            ),
+        )
+
+
+class DeferredIdError(DeferredError, ValueError):
+    """A request id that cannot be put into the poll URL safely (empty, ``.`` or ``..`` path
+    segments, control characters, over 256 characters). From ``submit()`` it means the server
+    accepted the job and returned such an id: the id is carried here (and logged, and recorded as
+    failed in the store), never dropped. A ``ValueError`` too, as any invalid argument is."""
+
+    def __init__(self, request_id: str, *, reason: str) -> None:
+        self.reason = reason
+        super().__init__(
+            f"request_id {request_id!r} cannot be polled: {reason}",
+            request_id=request_id,
+            hint=(
+                "Pass an id exactly as submit() returned it. If the server returned this id, the "
+                "job was accepted (and is billed): poll it by other means with this id."
+            ),
         )
 
 

@@ -197,7 +197,8 @@ def shared_wait(headers: Mapping[str, str], *, now: float) -> float | None:
     certain: ``retry-after: 1`` says "under a second", which is no reason to idle the whole limit.
     ``x-ratelimit-reset-*`` says when the window is *full* again, not when the next request fits,
     so it is no shared wait at all (the refill rate it implies paces instead, see
-    :func:`refill_rate`). An HTTP date counts like whole seconds.
+    :func:`refill_rate`). An HTTP date counts like whole seconds. A fractional ``retry-after:
+    2.5`` was not rounded by the server, so all of it is certain and shared in full.
     """
     precise = parse_retry_after_ms(headers.get("retry-after-ms"))
     if precise is not None:
@@ -208,6 +209,8 @@ def shared_wait(headers: Mapping[str, str], *, now: float) -> float | None:
     coarse = parse_retry_after(value, now=now)
     if coarse is None:
         return None
+    if _number(value) is not None and coarse != math.floor(coarse):
+        return coarse
     certain = math.ceil(coarse) - 1.0
     return certain if certain > 0 else None
 

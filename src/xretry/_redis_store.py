@@ -3,7 +3,8 @@
 Same contract as :class:`~xretry.backends.SQLiteDeferredStore` (see ``_store.py``); every write
 is one Lua script, so it is atomic and one round trip. The keys under ``prefix`` (``P``)::
 
-    P:job:<request_id>   hash     state, result (JSON), error, submitted_at, completed_at,
+    P:job:<request_id>   hash     state, result (JSON), error, body (base64: an unusable
+                                  200's raw body), submitted_at, completed_at,
                                   acknowledged ("0"/"1"), seq
     P:pending            zset     ids still to poll, scored by seq
     P:unacknowledged     zset     results fetched but not acknowledged, scored by seq
@@ -24,6 +25,8 @@ credentials), what was being done, and a hint::
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
 import time
@@ -47,7 +50,7 @@ __all__ = ["RedisDeferredStore"]
 #: Shared by every script: the keys and arguments, in this order, and the two helpers.
 _PRELUDE = """
 local job, pending, unacked, seq = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local id, now, ttl, payload = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local id, now, ttl, payload, body = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
 
 -- A new record: its submission time and its place in the order.
 local function create()
@@ -82,7 +85,7 @@ local state = redis.call('HGET', job, 'state')
 if state == 'done' then return 0 end
 if not state then create() end
 redis.call('HSET', job, 'state', 'done', 'result', payload, 'completed_at', now)
-redis.call('HDEL', job, 'error')
+redis.call('HDEL', job, 'error', 'body')
 redis.call('ZREM', pending, id)
 if redis.call('HGET', job, 'acknowledged') ~= '1' then
     redis.call('ZADD', unacked, redis.call('HGET', job, 'seq'), id)
@@ -97,6 +100,7 @@ local state = redis.call('HGET', job, 'state')
 if state and state ~= 'pending' then return 0 end
 if not state then create() end
 redis.call('HSET', job, 'state', 'failed', 'error', payload, 'completed_at', now)
+if body ~= '' then redis.call('HSET', job, 'body', body) end
 redis.call('ZREM', pending, id)
 settle()
 return 1
@@ -116,6 +120,13 @@ return 1
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _unpacked(stored: str) -> bytes:
+    try:
+        return base64.b64decode(stored.removeprefix("b64:"), validate=True)
+    except (binascii.Error, ValueError):
+        return stored.encode()
 
 
 class RedisDeferredStore:
@@ -212,9 +223,11 @@ class RedisDeferredStore:
                 f"{action}: {exc}{hint}"
             ) from exc
 
-    def _run(self, script: Script, action: str, request_id: str, payload: str = "") -> None:
+    def _run(
+        self, script: Script, action: str, request_id: str, payload: str = "", body: str = ""
+    ) -> None:
         keys = [self._job(request_id), self._pending, self._unacked, self._seq]
-        args: list[str | int] = [request_id, repr(time.time()), self._ttl_ms, payload]
+        args: list[str | int] = [request_id, repr(time.time()), self._ttl_ms, payload, body]
         with self._reported(f"{action} {request_id}"):
             script(keys=keys, args=args)
 
@@ -228,8 +241,10 @@ class RedisDeferredStore:
         payload = json.dumps(result, separators=(",", ":"))
         self._run(self._complete, "store the result of", request_id, payload)
 
-    def fail(self, request_id: str, error: str) -> None:
-        self._run(self._fail, "record the failure of", request_id, error)
+    def fail(self, request_id: str, error: str, *, body: bytes | None = None) -> None:
+        # base64: a raw body need not be UTF-8, and a client with decode_responses=True decodes.
+        kept = "" if body is None else "b64:" + base64.b64encode(body).decode()
+        self._run(self._fail, "record the failure of", request_id, error, kept)
 
     def acknowledge(self, request_id: str) -> None:
         self._run(self._acknowledge, "acknowledge", request_id)
@@ -241,6 +256,7 @@ class RedisDeferredStore:
             return None
         fields = {_text(name): value for name, value in raw.items()}
         result, error, completed_at = (fields.get(n) for n in ("result", "error", "completed_at"))
+        body = fields.get("body")
         return DeferredRecord(
             request_id=request_id,
             state=cast(State, _text(fields["state"])),
@@ -249,6 +265,7 @@ class RedisDeferredStore:
             submitted_at=float(fields["submitted_at"]),
             completed_at=None if completed_at is None else float(completed_at),
             acknowledged=_text(fields["acknowledged"]) == "1",
+            body=None if body is None else _unpacked(_text(body)),
         )
 
     def _ids(self, key: str, what: str) -> list[str]:

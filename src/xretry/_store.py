@@ -18,6 +18,7 @@ file locking, with a busy timeout).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -46,6 +47,9 @@ class DeferredRecord:
     submitted_at: float
     completed_at: float | None
     acknowledged: bool
+    #: The raw body of a 200 that was not a completion (a failed job's ``DeferredResultError``
+    #: body, the request's credentials masked), kept whole; ``None`` otherwise.
+    body: bytes | None = None
 
 
 @runtime_checkable
@@ -54,14 +58,18 @@ class DeferredStore(Protocol):
 
     Every method must be durable when it returns (the poller relies on it) and safe to call from
     several threads at once. ``add`` of a known id and ``complete`` of a completed id keep the first
-    record: a result is never overwritten.
+    record: a result is never overwritten. A store that cannot write raises (an ``OSError``, for the
+    built-in ones): the poller then keeps what it fetched in memory and says so.
+
+    ``fail`` may take a keyword ``body`` (the raw body of an unusable 200, to keep whole); a store
+    written before it existed still works, and keeps only the error text.
     """
 
     def add(self, request_id: str) -> None: ...
 
     def complete(self, request_id: str, result: Mapping[str, Any]) -> None: ...
 
-    def fail(self, request_id: str, error: str) -> None: ...
+    def fail(self, request_id: str, error: str, *, body: bytes | None = None) -> None: ...
 
     def acknowledge(self, request_id: str) -> None: ...
 
@@ -80,9 +88,13 @@ CREATE TABLE IF NOT EXISTS xretry_deferred (
     error           TEXT,
     submitted_at    REAL NOT NULL,
     completed_at    REAL,
-    acknowledged    INTEGER NOT NULL DEFAULT 0
+    acknowledged    INTEGER NOT NULL DEFAULT 0,
+    body            BLOB
 )
 """
+
+#: Columns added since the first schema, each ``ALTER TABLE``-ed into an older database on open.
+_ADDED_COLUMNS = {"body": "BLOB"}
 
 
 class SQLiteDeferredStore:
@@ -93,7 +105,10 @@ class SQLiteDeferredStore:
         store = xretry.backends.SQLiteDeferredStore("deferred.db")
         poller = xretry.DeferredCompletions(client, store=store)
 
-    Commits are ``synchronous=FULL``: a result is on disk before the poller hands it over.
+    Commits are ``synchronous=FULL``: a result is on disk before the poller hands it over. A
+    database written by an older xretry is migrated when opened (columns added, nothing rewritten).
+    Every failure (a lock held past ``timeout`` seconds, a full disk) is an ``OSError`` naming the
+    file, the request id and what was being done; the ``sqlite3`` error is its ``__cause__``.
     """
 
     def __init__(self, path: str | Path, *, timeout: float = 30.0) -> None:
@@ -106,24 +121,65 @@ class SQLiteDeferredStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute(_SCHEMA)
+            self._migrate()
         except sqlite3.Error as exc:
             raise OSError(f"cannot open the deferred store at {self.path}: {exc}") from exc
+
+    def _columns(self) -> set[str]:
+        return {row[1] for row in self._db.execute("PRAGMA table_info(xretry_deferred)")}
+
+    def _migrate(self) -> None:
+        """Add the columns an older database lacks, in one transaction (another process may be
+        migrating the same file: the check is repeated under the write lock)."""
+        if set(_ADDED_COLUMNS) <= self._columns():
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            present = self._columns()
+            for name, kind in _ADDED_COLUMNS.items():
+                if name not in present:
+                    self._db.execute(f"ALTER TABLE xretry_deferred ADD COLUMN {name} {kind}")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def _error(self, action: str, request_id: str | None, exc: sqlite3.Error) -> OSError:
+        what = action if request_id is None else f"{action} {request_id}"
+        return OSError(f"the deferred store at {self.path} could not {what}: {exc}")
 
     def __repr__(self) -> str:
         return f"SQLiteDeferredStore({str(self.path)!r})"
 
-    def _write(self, sql: str, params: tuple[Any, ...]) -> None:
+    def _write(self, action: str, request_id: str, sql: str, params: tuple[Any, ...]) -> None:
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:  # locked past the busy timeout, read-only, ...
+                raise self._error(action, request_id, exc) from exc
             try:
                 self._db.execute(sql, params)
-            except BaseException:
-                self._db.execute("ROLLBACK")
+                self._db.execute("COMMIT")
+            except BaseException as exc:
+                if self._db.in_transaction:  # a failed COMMIT (a full disk) leaves it open
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise self._error(action, request_id, exc) from exc
                 raise
-            self._db.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def _reading(self, action: str, request_id: str | None = None) -> Any:
+        with self._lock:
+            try:
+                yield
+            except sqlite3.Error as exc:
+                raise self._error(action, request_id, exc) from exc
 
     def add(self, request_id: str) -> None:
         self._write(
+            "add",
+            request_id,
             "INSERT OR IGNORE INTO xretry_deferred (request_id, state, submitted_at) "
             "VALUES (?, 'pending', ?)",
             (request_id, time.time()),
@@ -132,34 +188,42 @@ class SQLiteDeferredStore:
     def complete(self, request_id: str, result: Mapping[str, Any]) -> None:
         payload = json.dumps(result, separators=(",", ":"))
         self._write(
+            "store the result of",
+            request_id,
             "INSERT INTO xretry_deferred (request_id, state, result, submitted_at, completed_at) "
             "VALUES (?, 'done', ?, ?, ?) "
             "ON CONFLICT (request_id) DO UPDATE SET state = 'done', result = excluded.result, "
-            "completed_at = excluded.completed_at, error = NULL WHERE state != 'done'",
+            "completed_at = excluded.completed_at, error = NULL, body = NULL "
+            "WHERE state != 'done'",
             (request_id, payload, time.time(), time.time()),
         )
 
-    def fail(self, request_id: str, error: str) -> None:
+    def fail(self, request_id: str, error: str, *, body: bytes | None = None) -> None:
         self._write(
-            "INSERT INTO xretry_deferred (request_id, state, error, submitted_at, completed_at) "
-            "VALUES (?, 'failed', ?, ?, ?) "
+            "record the failure of",
+            request_id,
+            "INSERT INTO xretry_deferred "
+            "(request_id, state, error, body, submitted_at, completed_at) "
+            "VALUES (?, 'failed', ?, ?, ?, ?) "
             "ON CONFLICT (request_id) DO UPDATE SET state = 'failed', error = excluded.error, "
-            "completed_at = excluded.completed_at WHERE state = 'pending'",
-            (request_id, error, time.time(), time.time()),
+            "body = excluded.body, completed_at = excluded.completed_at WHERE state = 'pending'",
+            (request_id, error, None if body is None else bytes(body), time.time(), time.time()),
         )
 
     def acknowledge(self, request_id: str) -> None:
         self._write(
+            "acknowledge",
+            request_id,
             "UPDATE xretry_deferred SET acknowledged = 1 "
             "WHERE request_id = ? AND state != 'pending'",
             (request_id,),
         )
 
     def get(self, request_id: str) -> DeferredRecord | None:
-        with self._lock:
+        with self._reading("read", request_id):
             row = self._db.execute(
-                "SELECT request_id, state, result, error, submitted_at, completed_at, acknowledged "
-                "FROM xretry_deferred WHERE request_id = ?",
+                "SELECT request_id, state, result, error, submitted_at, completed_at, "
+                "acknowledged, body FROM xretry_deferred WHERE request_id = ?",
                 (request_id,),
             ).fetchone()
         if row is None:
@@ -172,10 +236,11 @@ class SQLiteDeferredStore:
             submitted_at=row[4],
             completed_at=row[5],
             acknowledged=bool(row[6]),
+            body=None if row[7] is None else bytes(row[7]),
         )
 
     def _ids(self, where: str) -> list[str]:
-        with self._lock:
+        with self._reading("list the ids"):
             rows = self._db.execute(
                 f"SELECT request_id FROM xretry_deferred WHERE {where} ORDER BY submitted_at, rowid"
             ).fetchall()

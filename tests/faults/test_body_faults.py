@@ -125,14 +125,20 @@ def test_broken_202(entry: Entry, case: Case, serve: Serve) -> None:
 
 @pytest.mark.parametrize(("entry", "case"), rotated(KINDS, cases(sorted(FATAL))))
 def test_fatal_status_with_a_broken_body(entry: Entry, case: Case, serve: Serve) -> None:
-    """A fatal status is answered once; its error is typed by the status whatever the body (a
-    poll's 400 or 404: the id is unknown), with a bounded, readable message."""
+    """A fatal status is answered once; its error is typed by the status whatever the body, with
+    a bounded, readable message. A poll's 400 or 404 with a body that is not the API's is no word
+    on the job (a gateway, a typo in the base URL): DeferredPollError with the id, the job left
+    pending, the status's typed error its cause."""
     server = serve([reply(case.status, case.body)])
     outcome = run(entry, server.base_url)
-    error: type[xretry.XRetryError] = FATAL[case.status]
     if entry.polls and case.status in (400, 404):
-        error = xretry.DeferredNotFoundError
-    assert_cell(outcome, error, budget=budget(entry), match=case.says)
+        assert_cell(outcome, xretry.DeferredPollError, budget=budget(entry))
+        assert isinstance(outcome.error, xretry.DeferredPollError)
+        assert outcome.error.request_id
+        assert type(outcome.error.__cause__) is FATAL[case.status]
+        assert case.says in str(outcome.error.__cause__)
+    else:
+        assert_cell(outcome, FATAL[case.status], budget=budget(entry), match=case.says)
     assert len(str(outcome.error)) < 1000
     assert server.requests == 1
 

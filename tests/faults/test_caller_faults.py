@@ -211,7 +211,7 @@ def test_pollers_refuse_bad_arguments_before_sending(serve: Serve) -> None:
     with clients() as made:
         made["httpx"].base_url = made["httpx-async"].base_url = server.base_url
         poller = xretry.DeferredCompletions(made["httpx"])
-        for bad_id in ("../models", "a/b", "", "x?y=1"):
+        for bad_id in ("../models", "a/b", "", "..", "a\\b"):
             with pytest.raises(ValueError, match="request_id"):
                 poller.wait(bad_id)
         with pytest.raises(ValueError, match="timeout"):

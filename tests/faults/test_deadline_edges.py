@@ -131,10 +131,12 @@ def test_wait_counts_only_the_polls_it_sent(flavour: Flavour, down: RawServer) -
         poller = xretry.DeferredCompletions(
             http, policy=POLICY, poll=POLL, sleep=clock.sleep, clock=clock
         )
-        with pytest.raises(xretry.ServerError) as caught:
-            poller.wait(RID)
+        with pytest.raises(xretry.DeferredTimeoutError) as caught:
+            poller.wait(RID)  # the poll timeout, reached through 5xx: the id, the last error
     assert down.requests == 1
-    assert caught.value.attempts == down.requests
+    last = caught.value.__cause__
+    assert isinstance(last, xretry.ServerError)
+    assert last.attempts == down.requests
 
 
 # -- a sleep that leaves too little of the deadline ----------------------------------------------
@@ -170,8 +172,9 @@ def test_a_doomed_last_poll_does_not_hide_the_last_answer(flavour: Flavour, serv
         poller = xretry.DeferredCompletions(
             http, policy=POLICY, poll=POLL, sleep=clock.sleep, clock=clock
         )
-        with pytest.raises(xretry.ServerError):
+        with pytest.raises(xretry.DeferredTimeoutError) as caught:
             poller.wait(RID)
+    assert isinstance(caught.value.__cause__, xretry.ServerError)
     assert server.requests == 1
 
 
@@ -262,7 +265,8 @@ def test_wait_gate_wait_is_capped_by_the_poll_timeout(flavour: Flavour, serve: S
         with pytest.raises(xretry.RateLimitError):
             poller.submit(model="grok-4", messages=[{"role": "user", "content": "hi"}])
         start = clock.now
-        with pytest.raises(xretry.GateTimeoutError):
+        with pytest.raises(xretry.DeferredTimeoutError) as caught:
             poller.wait(RID)
+        assert isinstance(caught.value.__cause__, xretry.GateTimeoutError)
     assert clock.now - start <= POLL.timeout  # type: ignore[operator]
     assert server.requests == 1
